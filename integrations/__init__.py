@@ -1,0 +1,4 @@
+"""The outside world: supplier API clients, webhook verification, notification channels.
+
+Arrives with the parts-sourcing issue.
+"""

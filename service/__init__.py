@@ -1,0 +1,1 @@
+"""The application: use cases, persistence, the Litestar app, settings, logging, auth and CLI."""

@@ -1,0 +1,248 @@
+"""Repair jobs over HTTP: translates requests to use cases and domain objects to responses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+
+from domain.errors import InvalidValue, VersionConflict
+from domain.model import Actor, Tier
+from domain.stages import Stage
+from service.api.schemas import (
+    ApprovalIn,
+    AssignmentIn,
+    EstimateIn,
+    EventOut,
+    IntakeIn,
+    JobOut,
+    JobPageOut,
+    NoteIn,
+    PasscodeOut,
+    TransitionIn,
+    event_out,
+    job_out,
+)
+from service.idempotency import run_idempotent
+from service.persistence.idempotency import StoredResponse
+from service.persistence.jobs import JobFilter
+from service.secrets import PasscodeCipher
+from service.settings import Settings
+from service.uow import Database
+from service.usecases import jobs
+
+MAX_PAGE = 100
+_ETAG_PREFIX = '"v'
+
+
+def etag(version: int) -> str:
+    return f'{_ETAG_PREFIX}{version}"'
+
+
+def provide_expected_version(
+    if_match: Annotated[str | None, Parameter(header="If-Match", required=False, max_length=200)] = None,
+) -> int:
+    """The version the caller last saw; every change of a job must say which one it changes."""
+    if not if_match or if_match.strip() == "*":
+        raise HTTPException(status_code=428, detail="send If-Match with the job's current ETag")
+    for candidate in if_match.split(","):
+        tag = candidate.strip()
+        if tag.startswith(_ETAG_PREFIX) and tag.endswith('"') and tag[2:-1].isdigit():
+            return int(tag[2:-1])
+    raise VersionConflict("If-Match does not name a current version of this job")
+
+
+def _job_response(job_body: JobOut, status: int = 200, **headers: str) -> Response[JobOut]:
+    return Response(job_body, status_code=status, headers={"ETag": etag(job_body.version), **headers})
+
+
+def _fingerprint(raw: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = raw
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _parse_stages(raw: str | None) -> list[Stage]:
+    if not raw:
+        return []
+    try:
+        return [Stage(part.strip()) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InvalidValue("stage", f"one or more of: {', '.join(s.value for s in Stage)}") from exc
+
+
+class JobController(Controller):
+    path = "/api/v1/jobs"
+    tags = ["jobs"]
+    dependencies = {"expected_version": Provide(provide_expected_version, sync_to_thread=False)}
+
+    @post("/", status_code=201)
+    async def intake(
+        self,
+        data: IntakeIn,
+        request: Request[Actor, Any, Any],
+        actor: Actor,
+        db: Database,
+        settings: Settings,
+        cipher: PasscodeCipher,
+        clock: Callable[[], datetime],
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", required=False, min_length=1, max_length=255)
+        ] = None,
+    ) -> Response[Any]:
+        """Take a device in. Retries with the same Idempotency-Key replay the first answer."""
+        cmd = jobs.IntakeCommand(
+            customer=data.customer.to_domain(),
+            device=data.device.to_domain(),
+            fault_category=data.fault.category,
+            fault_description=data.fault.description,
+            tier=data.tier,
+            preapproved_budget_cents=data.preapproved_budget_cents,
+            passcode=data.passcode,
+            branch_code=data.branch,
+        )
+        now = clock()
+        if idempotency_key is None:
+            async with db.transaction() as uow:
+                job = await jobs.intake(uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher)
+            body = job_out(job, actor.role)
+            return _job_response(body, 201, Location=f"{self.path}/{job.ref}")
+
+        async def operation(uow: Any) -> StoredResponse:
+            job = await jobs.intake(uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher)
+            headers = {"Location": f"{self.path}/{job.ref}", "ETag": etag(job.version)}
+            return StoredResponse(201, msgspec.to_builtins(job_out(job, actor.role)), headers, fingerprint)
+
+        fingerprint = _fingerprint(await request.body())
+        stored, replayed = await run_idempotent(
+            db, actor, idempotency_key, fingerprint, now, settings.idempotency_ttl_hours, operation
+        )
+        headers = dict(stored.headers)
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(stored.body, status_code=stored.status_code, headers=headers)
+
+    @get("/")
+    async def list_jobs(
+        self,
+        actor: Actor,
+        db: Database,
+        stage: Annotated[str | None, Parameter(max_length=400)] = None,
+        tier: Tier | None = None,
+        technician: Annotated[str | None, Parameter(max_length=150)] = None,
+        q: Annotated[str | None, Parameter(min_length=1, max_length=100)] = None,
+        limit: Annotated[int, Parameter(ge=1)] = 50,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+    ) -> JobPageOut:
+        """Open and closed jobs of the caller's branch: express first, then by due date."""
+        filters = JobFilter(_parse_stages(stage), tier, technician, q)
+        async with db.transaction(write=False) as uow:
+            page = await jobs.list_jobs(uow, actor, filters, min(limit, MAX_PAGE), cursor)
+        return JobPageOut([job_out(job, actor.role) for job in page.items], page.next_cursor)
+
+    @get("/{ref:str}")
+    async def get_job(self, ref: str, actor: Actor, db: Database) -> Response[JobOut]:
+        async with db.transaction(write=False) as uow:
+            job = await jobs.get_job(uow, actor, ref)
+        return _job_response(job_out(job, actor.role))
+
+    @get("/{ref:str}/events")
+    async def events(self, ref: str, actor: Actor, db: Database) -> list[EventOut]:
+        """The job's full history, oldest first."""
+        async with db.transaction(write=False) as uow:
+            history = await jobs.job_history(uow, actor, ref)
+        return [event_out(e) for e in history]
+
+    @get("/{ref:str}/passcode")
+    async def passcode(
+        self, ref: str, actor: Actor, db: Database, cipher: PasscodeCipher, clock: Callable[[], datetime]
+    ) -> Response[PasscodeOut]:
+        """The device's unlock code, for the assigned technician or a manager; every read is recorded."""
+        async with db.transaction() as uow:
+            code = await jobs.reveal_passcode(uow, actor, ref, now=clock(), cipher=cipher)
+        return Response(PasscodeOut(code), headers={"Cache-Control": "no-store"})
+
+    @post("/{ref:str}/transitions", status_code=200)
+    async def transition(
+        self,
+        ref: str,
+        data: TransitionIn,
+        actor: Actor,
+        db: Database,
+        expected_version: int,
+        clock: Callable[[], datetime],
+    ) -> Response[JobOut]:
+        async with db.transaction() as uow:
+            job = await jobs.move(
+                uow, actor, ref, expected_version, data.to, now=clock(), note=data.note, outcome=data.outcome
+            )
+        return _job_response(job_out(job, actor.role))
+
+    @put("/{ref:str}/estimate")
+    async def estimate(
+        self,
+        ref: str,
+        data: EstimateIn,
+        actor: Actor,
+        db: Database,
+        expected_version: int,
+        clock: Callable[[], datetime],
+    ) -> Response[JobOut]:
+        lines = [line.to_domain() for line in data.lines]
+        async with db.transaction() as uow:
+            job = await jobs.set_estimate(uow, actor, ref, expected_version, lines, now=clock(), note=data.note)
+        return _job_response(job_out(job, actor.role))
+
+    @post("/{ref:str}/approval", status_code=200)
+    async def approval(
+        self,
+        ref: str,
+        data: ApprovalIn,
+        actor: Actor,
+        db: Database,
+        expected_version: int,
+        clock: Callable[[], datetime],
+    ) -> Response[JobOut]:
+        async with db.transaction() as uow:
+            job = await jobs.record_approval(
+                uow, actor, ref, expected_version, data.approved, now=clock(), note=data.note
+            )
+        return _job_response(job_out(job, actor.role))
+
+    @post("/{ref:str}/assignment", status_code=200)
+    async def assignment(
+        self,
+        ref: str,
+        data: AssignmentIn,
+        actor: Actor,
+        db: Database,
+        expected_version: int,
+        clock: Callable[[], datetime],
+    ) -> Response[JobOut]:
+        async with db.transaction() as uow:
+            job = await jobs.assign(uow, actor, ref, expected_version, data.technician, now=clock())
+        return _job_response(job_out(job, actor.role))
+
+    @post("/{ref:str}/notes", status_code=200)
+    async def notes(
+        self,
+        ref: str,
+        data: NoteIn,
+        actor: Actor,
+        db: Database,
+        expected_version: int,
+        clock: Callable[[], datetime],
+    ) -> Response[JobOut]:
+        async with db.transaction() as uow:
+            job = await jobs.add_note(uow, actor, ref, expected_version, data.note, now=clock())
+        return _job_response(job_out(job, actor.role))

@@ -1,0 +1,308 @@
+"""What the API accepts and returns. Request bodies forbid unknown fields (no mass assignment of
+stage, version or ids) and bound every string and list; responses are plain dataclasses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
+
+from domain.errors import InvalidValue
+from domain.identifiers import normalise_imei, normalise_phone, normalise_serial
+from domain.model import (
+    Customer,
+    Device,
+    EstimateLine,
+    FaultCategory,
+    JobEvent,
+    LineKind,
+    Outcome,
+    RepairJob,
+    Tier,
+)
+from domain.stages import Role, Stage
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Cents = Annotated[int, Field(ge=0, le=100_000_000)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+
+
+def _check(fn: Any, value: str) -> str:
+    try:
+        result: str = fn(value)
+    except InvalidValue as exc:
+        raise ValueError(exc.reason) from exc
+    return result
+
+
+class CustomerIn(Body):
+    name: Name
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+    sms_consent: StrictBool = False
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return _check(normalise_phone, value)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value
+
+    def to_domain(self) -> Customer:
+        return Customer(None, self.name, self.phone, self.email, self.sms_consent)
+
+
+class DeviceIn(Body):
+    brand: Short
+    model: Short
+    imei: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    serial_number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    colour: Annotated[str, StringConstraints(max_length=40)] | None = None
+    condition: Text = ""
+    accessories: Annotated[list[Short], Field(max_length=20)] = []
+
+    @field_validator("imei")
+    @classmethod
+    def _imei(cls, value: str | None) -> str | None:
+        return None if value is None else _check(normalise_imei, value)
+
+    @field_validator("serial_number")
+    @classmethod
+    def _serial(cls, value: str | None) -> str | None:
+        return None if value is None else _check(normalise_serial, value)
+
+    @model_validator(mode="after")
+    def _identified(self) -> DeviceIn:
+        if self.imei is None and self.serial_number is None:
+            raise ValueError("give the device's imei or its serial_number")
+        return self
+
+    def to_domain(self) -> Device:
+        return Device(
+            self.brand, self.model, self.imei, self.serial_number, self.colour, self.condition, tuple(self.accessories)
+        )
+
+
+class FaultIn(Body):
+    category: FaultCategory
+    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class IntakeIn(Body):
+    customer: CustomerIn
+    device: DeviceIn
+    fault: FaultIn
+    tier: Tier
+    preapproved_budget_cents: Cents | None = None
+    passcode: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    branch: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+
+
+class TransitionIn(Body):
+    to: Stage
+    note: Note | None = None
+    outcome: Outcome | None = None
+
+
+class EstimateLineIn(Body):
+    kind: LineKind
+    description: Name
+    quantity: Annotated[int, Field(ge=1, le=1000)] = 1
+    unit_price_cents: Cents
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    def to_domain(self) -> EstimateLine:
+        return EstimateLine(self.kind, self.description, self.quantity, self.unit_price_cents, self.sku)
+
+
+class EstimateIn(Body):
+    lines: Annotated[list[EstimateLineIn], Field(min_length=1, max_length=50)]
+    note: Note | None = None
+
+
+class ApprovalIn(Body):
+    approved: StrictBool
+    note: Note | None = None
+
+
+class AssignmentIn(Body):
+    technician: Annotated[str, StringConstraints(min_length=1, max_length=150)] | None
+
+
+class NoteIn(Body):
+    note: Note
+
+
+class TokenIn(Body):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=150)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TokenOut:
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+@dataclass(slots=True)
+class CustomerOut:
+    id: int | None
+    name: str
+    phone: str
+    email: str | None
+    sms_consent: bool
+
+
+@dataclass(slots=True)
+class DeviceOut:
+    brand: str
+    model: str
+    imei: str | None
+    serial_number: str | None
+    colour: str | None
+    condition: str
+    accessories: list[str]
+
+
+@dataclass(slots=True)
+class FaultOut:
+    category: FaultCategory
+    description: str
+
+
+@dataclass(slots=True)
+class EstimateLineOut:
+    kind: LineKind
+    description: str
+    quantity: int
+    unit_price_cents: int
+    total_cents: int
+    sku: str | None
+
+
+@dataclass(slots=True)
+class EstimateOut:
+    lines: list[EstimateLineOut]
+    total_cents: int
+    currency: str = "EUR"
+
+
+@dataclass(slots=True)
+class ApprovalOut:
+    approved: bool
+    by: str
+    at: datetime
+    source: str
+    note: str | None
+
+
+@dataclass(slots=True)
+class JobOut:
+    ref: str
+    branch: str
+    stage: Stage
+    tier: Tier
+    due_at: datetime
+    customer: CustomerOut
+    device: DeviceOut
+    fault: FaultOut
+    technician: str | None
+    estimate: EstimateOut
+    approval: ApprovalOut | None
+    preapproved_budget_cents: int | None
+    outcome: Outcome | None
+    held_from: Stage | None
+    has_passcode: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    allowed_transitions: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class JobPageOut:
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class EventOut:
+    id: int | None
+    at: datetime
+    actor: str | None
+    kind: str
+    from_stage: Stage | None
+    to_stage: Stage | None
+    note: str | None
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PasscodeOut:
+    passcode: str
+
+
+def job_out(job: RepairJob, role: Role) -> JobOut:
+    c, d = job.customer, job.device
+    return JobOut(
+        ref=job.ref,
+        branch=job.branch_code,
+        stage=job.stage,
+        tier=job.tier,
+        due_at=job.due_at,
+        customer=CustomerOut(c.id, c.name, c.phone, c.email, c.sms_consent),
+        device=DeviceOut(d.brand, d.model, d.imei, d.serial_number, d.colour, d.condition, list(d.accessories)),
+        fault=FaultOut(job.fault_category, job.fault_description),
+        technician=job.technician.username if job.technician else None,
+        estimate=EstimateOut(
+            [
+                EstimateLineOut(ln.kind, ln.description, ln.quantity, ln.unit_price_cents, ln.total_cents, ln.sku)
+                for ln in job.estimate
+            ],
+            job.estimate_total_cents,
+        ),
+        approval=ApprovalOut(a.approved, a.by, a.at, a.source.value, a.note) if (a := job.approval) else None,
+        preapproved_budget_cents=job.preapproved_budget_cents,
+        outcome=job.outcome,
+        held_from=job.held_from,
+        has_passcode=job.has_passcode,
+        version=job.version,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        allowed_transitions=job.allowed_targets(role),
+    )
+
+
+def event_out(event: JobEvent) -> EventOut:
+    return EventOut(
+        event.id,
+        event.at,
+        event.actor,
+        event.kind.value,
+        event.from_stage,
+        event.to_stage,
+        event.note,
+        dict(event.data),
+    )

@@ -1,0 +1,97 @@
+"""The one place that composes the Litestar application: settings, resources, auth, routes, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from service.api.auth import AuthController, actor_dependency, build_jwt_auth
+from service.api.health import HealthController
+from service.api.jobs import JobController
+from service.api.problems import EXCEPTION_HANDLERS
+from service.errors import ConfigurationError
+from service.logging import RequestIdMiddleware, configure_logging
+from service.persistence.db import create_engine
+from service.secrets import PasscodeCipher
+from service.settings import Settings
+from service.uow import Database
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
+    missing = [
+        name
+        for name, value in (
+            ("ATELIER_JWT_SECRET", settings.jwt_secret),
+            ("ATELIER_PASSCODE_KEYS", settings.passcode_keys),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"{' and '.join(missing)} must be set (or run `atelier serve --demo`, which generates demo keys)"
+        )
+    assert settings.jwt_secret is not None and settings.passcode_keys is not None
+    secret = settings.jwt_secret.get_secret_value()
+    if len(secret) < 32:
+        raise ConfigurationError("ATELIER_JWT_SECRET must be at least 32 characters")
+    return secret, PasscodeCipher(settings.passcode_keys.get_secret_value())
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Litestar:
+    settings = settings or Settings()
+    configure_logging(settings)
+    jwt_secret, cipher = _required_secrets(settings)
+    jwt_auth = build_jwt_auth(jwt_secret, settings.token_ttl_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Built here, not at import: each server worker process gets its own pool.
+        engine = create_engine(settings)
+        app.state.db = Database(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    def provide_db(state: State) -> Database:
+        db: Database = state.db
+        return db
+
+    return Litestar(
+        route_handlers=[HealthController, AuthController, JobController],
+        lifespan=[lifespan],
+        dependencies={
+            "db": Provide(provide_db, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+            "cipher": Provide(lambda: cipher, sync_to_thread=False, use_cache=True),
+            "clock": Provide(lambda: clock, sync_to_thread=False, use_cache=True),
+            "actor": actor_dependency,
+        },
+        on_app_init=[jwt_auth.on_app_init],
+        middleware=[DefineMiddleware(RequestIdMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        state=State({"jwt_auth": jwt_auth, "settings": settings}),
+        openapi_config=OpenAPIConfig(
+            title="Atelier",
+            version="0.1.0",
+            path="/schema",
+            description="Repair jobs from intake to collection for phone and computer repair shops.",
+            components=Components(security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}),
+        ),
+        debug=False,
+    )

@@ -1,0 +1,338 @@
+"""Repair jobs and their events in storage, with SQLAlchemy Core on the hot paths.
+
+Every read of a job goes through `_scoped`, the one place that applies branch visibility: a job of
+another branch does not exist for the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, literal, or_, select, tuple_, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.errors import InvalidValue, NotFound, VersionConflict
+from domain.identifiers import normalise_phone
+from domain.model import (
+    Actor,
+    Approval,
+    ApprovalSource,
+    Assignee,
+    Customer,
+    Device,
+    EstimateLine,
+    EventKind,
+    FaultCategory,
+    JobEvent,
+    LineKind,
+    Outcome,
+    RepairJob,
+    Tier,
+    format_ref,
+    parse_ref,
+)
+from domain.stages import Stage
+from service.persistence.tables import branch_t, customer_t, event_t, job_t, user_t
+
+_PRIORITY = {Tier.EXPRESS: 0, Tier.STANDARD: 1}
+
+_JOB_COLUMNS = (
+    *[c for c in job_t.c if c.name != "passcode_ciphertext"],
+    job_t.c.passcode_ciphertext.is_not(None).label("has_passcode"),
+    customer_t.c.name.label("customer_name"),
+    customer_t.c.phone.label("customer_phone"),
+    customer_t.c.email.label("customer_email"),
+    customer_t.c.sms_consent.label("customer_sms_consent"),
+    user_t.c.username.label("technician_username"),
+    branch_t.c.code.label("branch_code"),
+)
+_JOB_FROM = (
+    job_t.join(customer_t, customer_t.c.id == job_t.c.customer_id)
+    .join(branch_t, branch_t.c.id == job_t.c.branch_id)
+    .outerjoin(user_t, user_t.c.id == job_t.c.technician_id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    stage: Sequence[Stage] = ()
+    tier: Tier | None = None
+    technician: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[RepairJob]
+    next_cursor: str | None
+
+
+class JobRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def _scoped(self, actor: Actor) -> Select[Any]:
+        query = select(*_JOB_COLUMNS).select_from(_JOB_FROM)
+        if not actor.chain_wide:
+            query = query.where(job_t.c.branch_id == actor.branch_id)
+        return query
+
+    async def get(self, actor: Actor, ref: str) -> RepairJob:
+        job_id = parse_ref(ref)
+        if job_id is None:
+            raise NotFound(f"no job {ref}")
+        row = (await self._conn.execute(self._scoped(actor).where(job_t.c.id == job_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no job {ref}")
+        return _to_job(row)
+
+    async def list(self, actor: Actor, filters: JobFilter, limit: int, cursor: str | None) -> Page:
+        query = self._scoped(actor)
+        if filters.stage:
+            query = query.where(job_t.c.stage.in_([s.value for s in filters.stage]))
+        if filters.tier is not None:
+            query = query.where(job_t.c.tier == filters.tier.value)
+        if filters.technician:
+            query = query.where(user_t.c.username == filters.technician)
+        if filters.q:
+            query = query.where(_search(filters.q))
+        key = (job_t.c.priority, job_t.c.due_at, job_t.c.id)
+        if cursor:
+            after = (literal(value, col.type) for value, col in zip(_decode_cursor(cursor), key, strict=True))
+            query = query.where(tuple_(*key) > tuple_(*after))
+        query = query.order_by(*key).limit(limit + 1)
+        rows = (await self._conn.execute(query)).mappings().all()
+        items = [_to_job(row) for row in rows[:limit]]
+        next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    async def events(self, job_id: int) -> list[JobEvent]:
+        query = select(event_t).where(event_t.c.job_id == job_id).order_by(event_t.c.id)
+        return [_to_event(row) for row in (await self._conn.execute(query)).mappings()]
+
+    async def passcode_ciphertext(self, job_id: int) -> str | None:
+        query = select(job_t.c.passcode_ciphertext).where(job_t.c.id == job_id)
+        value: str | None = (await self._conn.execute(query)).scalar_one_or_none()
+        return value
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def add(self, job: RepairJob, customer_id: int, passcode_ciphertext: str | None) -> RepairJob:
+        values = _job_values(job)
+        values.update(
+            branch_id=job.branch_id,
+            customer_id=customer_id,
+            fault_category=job.fault_category.value,
+            fault_description=job.fault_description,
+            tier=job.tier.value,
+            priority=_PRIORITY[job.tier],
+            device_brand=job.device.brand,
+            device_model=job.device.model,
+            device_imei=job.device.imei,
+            device_serial=job.device.serial_number,
+            device_colour=job.device.colour,
+            device_condition=job.device.condition,
+            device_accessories=list(job.device.accessories),
+            preapproved_budget_cents=job.preapproved_budget_cents,
+            passcode_ciphertext=passcode_ciphertext,
+            created_at=job.created_at,
+        )
+        result = await self._conn.execute(job_t.insert().values(**values).returning(job_t.c.id))
+        job.id = result.scalar_one()
+        await self._flush_events(job)
+        return job
+
+    async def save(self, job: RepairJob, expected_version: int) -> None:
+        """Write the job if nobody else did since `expected_version` was read (else VersionConflict)."""
+        assert job.id is not None
+        values = _job_values(job)
+        if not job.has_passcode:
+            values["passcode_ciphertext"] = None
+        query = update(job_t).where(and_(job_t.c.id == job.id, job_t.c.version == expected_version)).values(**values)
+        result = await self._conn.execute(query)
+        if result.rowcount != 1:
+            raise VersionConflict(f"{job.ref} was changed by someone else")
+        await self._flush_events(job)
+
+    async def record_events(self, job: RepairJob) -> None:
+        """Persist events that are not changes of the job (a passcode reveal)."""
+        await self._flush_events(job)
+
+    async def _flush_events(self, job: RepairJob) -> None:
+        if not job.pending_events:
+            return
+        await self._conn.execute(event_t.insert(), [_event_values(job.id, e) for e in job.pending_events])
+        job.pending_events.clear()
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def _job_values(job: RepairJob) -> dict[str, Any]:
+    return {
+        "due_at": job.due_at,
+        "stage": job.stage.value,
+        "held_from": job.held_from.value if job.held_from else None,
+        "technician_id": job.technician.user_id if job.technician else None,
+        "estimate": [_line_to_dict(line) for line in job.estimate],
+        "approval": _approval_to_dict(job.approval),
+        "outcome": job.outcome.value if job.outcome else None,
+        "version": job.version,
+        "updated_at": job.updated_at,
+    }
+
+
+def _event_values(job_id: int | None, event: JobEvent) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "at": event.at,
+        "actor": event.actor,
+        "kind": event.kind.value,
+        "from_stage": event.from_stage.value if event.from_stage else None,
+        "to_stage": event.to_stage.value if event.to_stage else None,
+        "note": event.note,
+        "data": dict(event.data),
+    }
+
+
+def _line_to_dict(line: EstimateLine) -> dict[str, Any]:
+    return {
+        "kind": line.kind.value,
+        "description": line.description,
+        "quantity": line.quantity,
+        "unit_price_cents": line.unit_price_cents,
+        "sku": line.sku,
+    }
+
+
+def _approval_to_dict(approval: Approval | None) -> dict[str, Any] | None:
+    if approval is None:
+        return None
+    return {
+        "approved": approval.approved,
+        "by": approval.by,
+        "at": approval.at.isoformat(),
+        "source": approval.source.value,
+        "note": approval.note,
+    }
+
+
+def _to_job(row: RowMapping) -> RepairJob:
+    approval = row["approval"]
+    technician = (
+        Assignee(row["technician_id"], row["technician_username"]) if row["technician_id"] is not None else None
+    )
+    return RepairJob(
+        id=row["id"],
+        branch_id=row["branch_id"],
+        branch_code=row["branch_code"],
+        customer=Customer(
+            id=row["customer_id"],
+            name=row["customer_name"],
+            phone=row["customer_phone"],
+            email=row["customer_email"],
+            sms_consent=row["customer_sms_consent"],
+        ),
+        device=Device(
+            brand=row["device_brand"],
+            model=row["device_model"],
+            imei=row["device_imei"],
+            serial_number=row["device_serial"],
+            colour=row["device_colour"],
+            condition=row["device_condition"],
+            accessories=tuple(row["device_accessories"] or ()),
+        ),
+        fault_category=FaultCategory(row["fault_category"]),
+        fault_description=row["fault_description"],
+        tier=Tier(row["tier"]),
+        due_at=row["due_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        stage=Stage(row["stage"]),
+        held_from=Stage(row["held_from"]) if row["held_from"] else None,
+        technician=technician,
+        estimate=tuple(
+            EstimateLine(
+                kind=LineKind(line["kind"]),
+                description=line["description"],
+                quantity=line["quantity"],
+                unit_price_cents=line["unit_price_cents"],
+                sku=line.get("sku"),
+            )
+            for line in row["estimate"] or ()
+        ),
+        approval=Approval(
+            approved=approval["approved"],
+            by=approval["by"],
+            at=datetime.fromisoformat(approval["at"]),
+            source=ApprovalSource(approval["source"]),
+            note=approval.get("note"),
+        )
+        if approval
+        else None,
+        preapproved_budget_cents=row["preapproved_budget_cents"],
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        has_passcode=bool(row["has_passcode"]),
+        version=row["version"],
+    )
+
+
+def _to_event(row: RowMapping) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        kind=EventKind(row["kind"]),
+        at=row["at"],
+        actor=row["actor"],
+        from_stage=Stage(row["from_stage"]) if row["from_stage"] else None,
+        to_stage=Stage(row["to_stage"]) if row["to_stage"] else None,
+        note=row["note"],
+        data=row["data"] or {},
+    )
+
+
+# --- search and cursors ----------------------------------------------------------------------
+
+
+def _search(q: str) -> Any:
+    """Reference, customer name, phone (any form) or IMEI/serial fragment."""
+    q = q.strip()
+    clauses: list[Any] = [customer_t.c.name.icontains(q, autoescape=True)]
+    job_id = parse_ref(q)
+    if job_id is not None:
+        clauses.append(job_t.c.id == job_id)
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if len(digits) >= 4:
+        clauses.append(job_t.c.device_imei.contains(digits, autoescape=True))
+        clauses.append(customer_t.c.phone.contains(digits, autoescape=True))
+        try:
+            clauses.append(customer_t.c.phone == normalise_phone(q))
+        except InvalidValue:
+            pass
+    clauses.append(job_t.c.device_serial == q.upper())
+    return or_(*clauses)
+
+
+def _encode_cursor(row: RowMapping) -> str:
+    raw = json.dumps([row["priority"], row["due_at"].isoformat(), row["id"]])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        priority, due_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        return int(priority), datetime.fromisoformat(due_at), int(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidValue("cursor", "not a cursor this API returned") from exc
+
+
+__all__ = ["JobFilter", "JobRepository", "Page", "format_ref"]

@@ -1,0 +1,169 @@
+"""SQLModel table declarations: the storage shape of the repair world.
+
+Tables are storage, not the domain: repositories map rows to `domain.model` objects. Enums are
+stored as plain strings (no PostgreSQL ENUM types, which would need a migration per new value) and
+every datetime is timezone-aware UTC on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in and out; SQLite has no timezone type, so naive values read back are UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(*, index: bool = False, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(*, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(JSON, nullable=nullable))
+
+
+class BranchRow(SQLModel, table=True):
+    __tablename__ = "branch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    name: str = Field(max_length=120)
+    timezone: str = Field(max_length=64)
+    hours: dict[str, Any] = _json()
+    created_at: datetime = _utc()
+
+
+class StaffUserRow(SQLModel, table=True):
+    __tablename__ = "staff_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=150, unique=True)
+    password_hash: str = Field(sa_type=Text)
+    role: str = Field(max_length=20)
+    branch_id: int | None = Field(default=None, foreign_key="branch.id", index=True)
+    active: bool = True
+    created_at: datetime = _utc()
+
+
+class CustomerRow(SQLModel, table=True):
+    __tablename__ = "customer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    phone: str = Field(max_length=20, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    sms_consent: bool = False
+    created_at: datetime = _utc()
+
+
+class RepairJobRow(SQLModel, table=True):
+    __tablename__ = "repair_job"
+    __table_args__ = (
+        # The board and the default list: express first, then by due date, per branch.
+        Index("ix_repair_job_branch_priority_due", "branch_id", "priority", "due_at", "id"),
+        Index("ix_repair_job_branch_stage", "branch_id", "stage"),
+        # Workers sweep open jobs by due date across branches.
+        Index("ix_repair_job_stage_due", "stage", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    branch_id: int = Field(foreign_key="branch.id")
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    device_brand: str = Field(max_length=60)
+    device_model: str = Field(max_length=80)
+    device_imei: str | None = Field(default=None, max_length=15, index=True)
+    device_serial: str | None = Field(default=None, max_length=40, index=True)
+    device_colour: str | None = Field(default=None, max_length=40)
+    device_condition: str = Field(default="", sa_type=Text)
+    device_accessories: list[str] = _json()
+    fault_category: str = Field(max_length=20)
+    fault_description: str = Field(sa_type=Text)
+    tier: str = Field(max_length=10)
+    priority: int  # 0 = express, 1 = standard: sorts express first with an index
+    due_at: datetime = _utc()
+    stage: str = Field(max_length=20)
+    held_from: str | None = Field(default=None, max_length=20)
+    technician_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
+    estimate: list[dict[str, Any]] = _json()
+    approval: dict[str, Any] | None = _json(nullable=True)
+    preapproved_budget_cents: int | None = Field(default=None, sa_type=BigInteger)
+    outcome: str | None = Field(default=None, max_length=20)
+    passcode_ciphertext: str | None = Field(default=None, sa_type=Text)
+    version: int = 1
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class JobEventRow(SQLModel, table=True):
+    __tablename__ = "job_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="repair_job.id", index=True)
+    at: datetime = _utc()
+    actor: str | None = Field(default=None, max_length=150)
+    kind: str = Field(max_length=32)
+    from_stage: str | None = Field(default=None, max_length=20)
+    to_stage: str | None = Field(default=None, max_length=20)
+    note: str | None = Field(default=None, sa_type=Text)
+    data: dict[str, Any] = _json()
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """A stored response for an Idempotency-Key, per user, so a retried request creates nothing."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id")
+    key: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int
+    body: str = Field(sa_type=Text)
+    headers: dict[str, str] = _json()
+    created_at: datetime = _utc(index=True)
+
+
+branch_t = BranchRow.__table__  # type: ignore[attr-defined]
+user_t = StaffUserRow.__table__  # type: ignore[attr-defined]
+customer_t = CustomerRow.__table__  # type: ignore[attr-defined]
+job_t = RepairJobRow.__table__  # type: ignore[attr-defined]
+event_t = JobEventRow.__table__  # type: ignore[attr-defined]
+idempotency_t = IdempotencyRow.__table__  # type: ignore[attr-defined]
+
+__all__ = [
+    "BranchRow",
+    "CustomerRow",
+    "IdempotencyRow",
+    "JobEventRow",
+    "RepairJobRow",
+    "StaffUserRow",
+    "branch_t",
+    "customer_t",
+    "event_t",
+    "idempotency_t",
+    "job_t",
+    "user_t",
+]

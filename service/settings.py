@@ -1,0 +1,61 @@
+"""Settings, read once from the environment (`ATELIER_*`) and `.env`, never by hand elsewhere."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.sla import SlaPolicy
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./atelier.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE_URL
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    redis_url: str | None = None
+
+    environment: Literal["development", "production"] = "development"
+    log_format: Literal["console", "json"] | None = None  # default: console in development, JSON in production
+    log_level: str = "INFO"
+
+    jwt_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)  # one shift
+    # Fernet keys, comma-separated, newest first: the first encrypts, all decrypt (rotation).
+    passcode_keys: SecretStr | None = None
+
+    sla_express_hours: float = Field(4.0, gt=0, le=24 * 7)
+    sla_standard_days: int = Field(3, ge=1, le=60)
+    idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        _, _, path = self.database_url.partition(":///")
+        return Path(path) if path and path != ":memory:" else None
+
+    @cached_property
+    def sla_policy(self) -> SlaPolicy:
+        return SlaPolicy(express_hours=self.sla_express_hours, standard_days=self.sla_standard_days)
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "console"

@@ -1,0 +1,204 @@
+"""Use cases of a repair job, from intake to collection.
+
+Each takes an open unit of work and the acting member of staff, and returns domain objects. The API,
+the workers and the CLI all go through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.errors import InvalidValue, NotPermitted, VersionConflict
+from domain.model import (
+    Actor,
+    Assignee,
+    Customer,
+    Device,
+    EstimateLine,
+    FaultCategory,
+    JobEvent,
+    Outcome,
+    RepairJob,
+    Tier,
+)
+from domain.sla import SlaPolicy
+from domain.stages import Role, Stage
+from service.persistence.jobs import JobFilter, Page
+from service.secrets import PasscodeCipher
+from service.uow import UnitOfWork
+
+_INTAKE_ROLES = (Role.FRONT_DESK, Role.MANAGER)
+_ASSIGNABLE_ROLES = (Role.TECHNICIAN, Role.MANAGER)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeCommand:
+    customer: Customer
+    device: Device
+    fault_category: FaultCategory
+    fault_description: str
+    tier: Tier
+    preapproved_budget_cents: int | None = None
+    passcode: str | None = None
+    branch_code: str | None = None  # only for a chain-wide manager, who has no branch of their own
+
+
+async def intake(
+    uow: UnitOfWork, actor: Actor, cmd: IntakeCommand, *, now: datetime, sla: SlaPolicy, cipher: PasscodeCipher
+) -> RepairJob:
+    if actor.role not in _INTAKE_ROLES:
+        raise NotPermitted("only the front desk or a manager takes devices in")
+    branch = await _intake_branch(uow, actor, cmd.branch_code)
+    customer_id = await uow.customers.add(cmd.customer, now)
+    job = RepairJob(
+        id=None,
+        branch_id=branch.id or 0,
+        branch_code=branch.code,
+        customer=Customer(
+            customer_id, cmd.customer.name, cmd.customer.phone, cmd.customer.email, cmd.customer.sms_consent
+        ),
+        device=cmd.device,
+        fault_category=cmd.fault_category,
+        fault_description=cmd.fault_description,
+        tier=cmd.tier,
+        due_at=sla.due_at(cmd.tier, branch.calendar, now),
+        created_at=now,
+        updated_at=now,
+        preapproved_budget_cents=cmd.preapproved_budget_cents,
+        has_passcode=bool(cmd.passcode),
+    )
+    job.record_intake(actor)
+    ciphertext = cipher.encrypt(cmd.passcode) if cmd.passcode else None
+    return await uow.jobs.add(job, customer_id, ciphertext)
+
+
+async def _intake_branch(uow: UnitOfWork, actor: Actor, branch_code: str | None):  # type: ignore[no-untyped-def]
+    if actor.branch_id is not None:
+        if branch_code is not None:
+            own = await uow.branches.by_id(actor.branch_id)
+            if own is None or own.code != branch_code:
+                raise InvalidValue("branch", "staff take devices in for their own branch only")
+            return own
+        branch = await uow.branches.by_id(actor.branch_id)
+    elif branch_code is None:
+        raise InvalidValue("branch", "a chain-wide manager names the branch that takes the device")
+    else:
+        branch = await uow.branches.by_code(branch_code)
+    if branch is None:
+        raise InvalidValue("branch", "no such branch")
+    return branch
+
+
+async def get_job(uow: UnitOfWork, actor: Actor, ref: str) -> RepairJob:
+    return await uow.jobs.get(actor, ref)
+
+
+async def list_jobs(uow: UnitOfWork, actor: Actor, filters: JobFilter, limit: int, cursor: str | None) -> Page:
+    return await uow.jobs.list(actor, filters, limit, cursor)
+
+
+async def job_history(uow: UnitOfWork, actor: Actor, ref: str) -> list[JobEvent]:
+    job = await uow.jobs.get(actor, ref)
+    assert job.id is not None
+    return await uow.jobs.events(job.id)
+
+
+async def _for_change(uow: UnitOfWork, actor: Actor, ref: str, expected_version: int) -> RepairJob:
+    job = await uow.jobs.get(actor, ref)
+    if job.version != expected_version:
+        raise VersionConflict(f"{job.ref} is at version {job.version}, not {expected_version}")
+    return job
+
+
+async def move(
+    uow: UnitOfWork,
+    actor: Actor,
+    ref: str,
+    expected_version: int,
+    to: Stage,
+    *,
+    now: datetime,
+    note: str | None = None,
+    outcome: Outcome | None = None,
+) -> RepairJob:
+    job = await _for_change(uow, actor, ref, expected_version)
+    job.transition(actor, to, now, note, outcome)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
+async def set_estimate(
+    uow: UnitOfWork,
+    actor: Actor,
+    ref: str,
+    expected_version: int,
+    lines: Sequence[EstimateLine],
+    *,
+    now: datetime,
+    note: str | None = None,
+) -> RepairJob:
+    job = await _for_change(uow, actor, ref, expected_version)
+    job.set_estimate(actor, lines, now, note)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
+async def record_approval(
+    uow: UnitOfWork,
+    actor: Actor,
+    ref: str,
+    expected_version: int,
+    approved: bool,
+    *,
+    now: datetime,
+    note: str | None = None,
+) -> RepairJob:
+    job = await _for_change(uow, actor, ref, expected_version)
+    job.record_approval(actor, approved, now, note)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
+async def assign(
+    uow: UnitOfWork, actor: Actor, ref: str, expected_version: int, technician: str | None, *, now: datetime
+) -> RepairJob:
+    job = await _for_change(uow, actor, ref, expected_version)
+    assignee = await _assignee(uow, job, technician)
+    job.assign(actor, assignee, now)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
+async def _assignee(uow: UnitOfWork, job: RepairJob, username: str | None) -> Assignee | None:
+    if username is None:
+        return None
+    user = await uow.users.by_username(username)
+    if user is None or not user.active or user.role not in _ASSIGNABLE_ROLES:
+        raise InvalidValue("technician", "no active technician by that name")
+    if user.branch_id not in (None, job.branch_id):
+        raise InvalidValue("technician", "the technician works at another branch")
+    return Assignee(user.id, user.username)
+
+
+async def add_note(
+    uow: UnitOfWork, actor: Actor, ref: str, expected_version: int, note: str, *, now: datetime
+) -> RepairJob:
+    job = await _for_change(uow, actor, ref, expected_version)
+    job.add_note(actor, note, now)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
+async def reveal_passcode(uow: UnitOfWork, actor: Actor, ref: str, *, now: datetime, cipher: PasscodeCipher) -> str:
+    job = await uow.jobs.get(actor, ref)
+    job.reveal_passcode(actor, now)
+    assert job.id is not None
+    ciphertext = await uow.jobs.passcode_ciphertext(job.id)
+    if ciphertext is None:  # erased between the read and now
+        job.pending_events.clear()
+        raise InvalidValue("passcode", "this job holds no passcode")
+    plaintext = cipher.decrypt(ciphertext)
+    await uow.jobs.record_events(job)
+    return plaintext
