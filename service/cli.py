@@ -66,8 +66,9 @@ def _demo_secrets(settings: Settings) -> None:
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if not stored:
         stored = {"jwt_secret": secrets.token_urlsafe(48), "passcode_keys": PasscodeCipher.generate_key()}
-        path.write_text(json.dumps(stored))
-        path.chmod(0o600)
+        folder.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            json.dump(stored, out)
     if settings.jwt_secret is None:
         os.environ["ATELIER_JWT_SECRET"] = stored["jwt_secret"]
     if settings.passcode_keys is None:
@@ -230,3 +231,7 @@ def user_create(username: str, role: str, branch_code: str | None, password_stdi
         _settings(), lambda uow: create_user(uow, username, password, Role(role), branch_code, now=utc_now())
     )
     click.echo(f"user {username} created")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,8 @@ from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from litestar.security.jwt import JWTAuth, Token
 
 from domain.model import Actor
@@ -45,7 +46,9 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/token", status_code=200, opt={"public": True}, security=[])
-    async def token(self, data: TokenIn, db: Database, request: Request[Any, Any, Any]) -> TokenOut:
+    async def token(
+        self, data: JSONBody[TokenIn], db: NamedDependency[Database], request: Request[Any, Any, Any]
+    ) -> TokenOut:
         """Exchange a username and password for a bearer token."""
         async with db.transaction(write=False) as uow:
             actor = await staff.authenticate(uow, data.username, data.password)

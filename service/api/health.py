@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
 from sqlalchemy import text
 
 from service.api.problems import problem
@@ -20,7 +21,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/ready", opt={"public": True}, security=[])
-    async def ready(self, db: Database, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    async def ready(self, db: NamedDependency[Database], request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         try:
             async with db.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))

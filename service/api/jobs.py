@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from domain.errors import InvalidValue, VersionConflict
 from domain.model import Actor, Tier
@@ -48,7 +48,7 @@ def etag(version: int) -> str:
 
 
 def provide_expected_version(
-    if_match: Annotated[str | None, Parameter(header="If-Match", required=False, max_length=200)] = None,
+    if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False, max_length=200)] = None,
 ) -> int:
     """The version the caller last saw; every change of a job must say which one it changes."""
     if not if_match or if_match.strip() == "*":
@@ -89,15 +89,15 @@ class JobController(Controller):
     @post("/", status_code=201)
     async def intake(
         self,
-        data: IntakeIn,
+        data: JSONBody[IntakeIn],
         request: Request[Actor, Any, Any],
-        actor: Actor,
-        db: Database,
-        settings: Settings,
-        cipher: PasscodeCipher,
-        clock: Callable[[], datetime],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        settings: NamedDependency[Settings],
+        cipher: NamedDependency[PasscodeCipher],
+        clock: NamedDependency[Callable[[], datetime]],
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", required=False, min_length=1, max_length=255)
+            str | None, HeaderParameter(name="Idempotency-Key", required=False, min_length=1, max_length=255)
         ] = None,
     ) -> Response[Any]:
         """Take a device in. Retries with the same Idempotency-Key replay the first answer."""
@@ -135,14 +135,14 @@ class JobController(Controller):
     @get("/")
     async def list_jobs(
         self,
-        actor: Actor,
-        db: Database,
-        stage: Annotated[str | None, Parameter(max_length=400)] = None,
-        tier: Tier | None = None,
-        technician: Annotated[str | None, Parameter(max_length=150)] = None,
-        q: Annotated[str | None, Parameter(min_length=1, max_length=100)] = None,
-        limit: Annotated[int, Parameter(ge=1)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        stage: Annotated[str | None, QueryParameter(max_length=400)] = None,
+        tier: FromQuery[Tier | None] = None,
+        technician: Annotated[str | None, QueryParameter(max_length=150)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+        limit: Annotated[int, QueryParameter(ge=1)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> JobPageOut:
         """Open and closed jobs of the caller's branch: express first, then by due date."""
         filters = JobFilter(_parse_stages(stage), tier, technician, q)
@@ -151,13 +151,17 @@ class JobController(Controller):
         return JobPageOut([job_out(job, actor.role) for job in page.items], page.next_cursor)
 
     @get("/{ref:str}")
-    async def get_job(self, ref: str, actor: Actor, db: Database) -> Response[JobOut]:
+    async def get_job(
+        self, ref: FromPath[str], actor: NamedDependency[Actor], db: NamedDependency[Database]
+    ) -> Response[JobOut]:
         async with db.transaction(write=False) as uow:
             job = await jobs.get_job(uow, actor, ref)
         return _job_response(job_out(job, actor.role))
 
     @get("/{ref:str}/events")
-    async def events(self, ref: str, actor: Actor, db: Database) -> list[EventOut]:
+    async def events(
+        self, ref: FromPath[str], actor: NamedDependency[Actor], db: NamedDependency[Database]
+    ) -> list[EventOut]:
         """The job's full history, oldest first."""
         async with db.transaction(write=False) as uow:
             history = await jobs.job_history(uow, actor, ref)
@@ -165,7 +169,12 @@ class JobController(Controller):
 
     @get("/{ref:str}/passcode")
     async def passcode(
-        self, ref: str, actor: Actor, db: Database, cipher: PasscodeCipher, clock: Callable[[], datetime]
+        self,
+        ref: FromPath[str],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        cipher: NamedDependency[PasscodeCipher],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[PasscodeOut]:
         """The device's unlock code, for the assigned technician or a manager; every read is recorded."""
         async with db.transaction() as uow:
@@ -175,12 +184,12 @@ class JobController(Controller):
     @post("/{ref:str}/transitions", status_code=200)
     async def transition(
         self,
-        ref: str,
-        data: TransitionIn,
-        actor: Actor,
-        db: Database,
-        expected_version: int,
-        clock: Callable[[], datetime],
+        ref: FromPath[str],
+        data: JSONBody[TransitionIn],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        expected_version: NamedDependency[int],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[JobOut]:
         async with db.transaction() as uow:
             job = await jobs.move(
@@ -191,12 +200,12 @@ class JobController(Controller):
     @put("/{ref:str}/estimate")
     async def estimate(
         self,
-        ref: str,
-        data: EstimateIn,
-        actor: Actor,
-        db: Database,
-        expected_version: int,
-        clock: Callable[[], datetime],
+        ref: FromPath[str],
+        data: JSONBody[EstimateIn],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        expected_version: NamedDependency[int],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[JobOut]:
         lines = [line.to_domain() for line in data.lines]
         async with db.transaction() as uow:
@@ -206,12 +215,12 @@ class JobController(Controller):
     @post("/{ref:str}/approval", status_code=200)
     async def approval(
         self,
-        ref: str,
-        data: ApprovalIn,
-        actor: Actor,
-        db: Database,
-        expected_version: int,
-        clock: Callable[[], datetime],
+        ref: FromPath[str],
+        data: JSONBody[ApprovalIn],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        expected_version: NamedDependency[int],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[JobOut]:
         async with db.transaction() as uow:
             job = await jobs.record_approval(
@@ -222,12 +231,12 @@ class JobController(Controller):
     @post("/{ref:str}/assignment", status_code=200)
     async def assignment(
         self,
-        ref: str,
-        data: AssignmentIn,
-        actor: Actor,
-        db: Database,
-        expected_version: int,
-        clock: Callable[[], datetime],
+        ref: FromPath[str],
+        data: JSONBody[AssignmentIn],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        expected_version: NamedDependency[int],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[JobOut]:
         async with db.transaction() as uow:
             job = await jobs.assign(uow, actor, ref, expected_version, data.technician, now=clock())
@@ -236,12 +245,12 @@ class JobController(Controller):
     @post("/{ref:str}/notes", status_code=200)
     async def notes(
         self,
-        ref: str,
-        data: NoteIn,
-        actor: Actor,
-        db: Database,
-        expected_version: int,
-        clock: Callable[[], datetime],
+        ref: FromPath[str],
+        data: JSONBody[NoteIn],
+        actor: NamedDependency[Actor],
+        db: NamedDependency[Database],
+        expected_version: NamedDependency[int],
+        clock: NamedDependency[Callable[[], datetime]],
     ) -> Response[JobOut]:
         async with db.transaction() as uow:
             job = await jobs.add_note(uow, actor, ref, expected_version, data.note, now=clock())

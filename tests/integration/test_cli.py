@@ -1,0 +1,161 @@
+"""The `atelier` command as a newcomer runs it: real processes, a real SQLite file, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+ATELIER = [sys.executable, "-m", "service.cli"]
+DEMO_USERS = ("desk.valence", "tech.valence", "desk.guilherand", "tech.guilherand", "manager")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], cwd: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ATELIER, *args], cwd=cwd, env=_env(**env), input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+@contextmanager
+def serving(args: list[str], cwd: Path, **env: str) -> Iterator[tuple[str, list[str]]]:
+    """Start `atelier serve`, wait until ready, yield its base URL and (later) its output lines."""
+    port = _free_port()
+    log = cwd / f"serve-{port}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*ATELIER, "serve", "--port", str(port), *args],
+            cwd=cwd,
+            env=_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"serve exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"serve never became ready:\n{log.read_text()}")
+        yield base, log.read_text().splitlines()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def token(base: str, username: str, password: str = "atelier-demo") -> str | None:
+    response = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": password})
+    return response.json()["access_token"] if response.status_code == 200 else None
+
+
+def all_jobs(base: str, bearer: str) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{base}/api/v1/jobs", params=params, headers={"Authorization": f"Bearer {bearer}"}).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def test_serve_demo_seeds_once_and_prints_logins(tmp_path: Path) -> None:
+    with serving(["--demo"], tmp_path) as (base, output):
+        assert (tmp_path / "atelier.db").exists()
+        for username in DEMO_USERS:
+            assert any(username in line for line in output), f"{username} not printed"
+            assert token(base, username) is not None, f"{username} cannot sign in"
+        manager = token(base, "manager")
+        assert manager
+        first = all_jobs(base, manager)
+        assert len(first) >= 12
+        assert {job["branch"] for job in first} == {"valence", "guilherand"}
+        assert len({job["stage"] for job in first}) >= 6, "demo jobs should be in various stages"
+    with serving(["--demo"], tmp_path) as (base, _):
+        manager = token(base, "manager")
+        assert manager
+        assert sorted(j["ref"] for j in all_jobs(base, manager)) == sorted(j["ref"] for j in first)  # type: ignore[type-var]
+
+
+def test_serve_without_demo_needs_keys_and_seeds_nothing(tmp_path: Path) -> None:
+    refused = run(["serve"], tmp_path)
+    assert refused.returncode != 0
+    assert "ATELIER_PASSCODE_KEYS" in refused.stderr
+    keys = {"ATELIER_JWT_SECRET": "s" * 40, "ATELIER_PASSCODE_KEYS": Fernet.generate_key().decode()}
+    with serving([], tmp_path, **keys) as (base, _):
+        assert token(base, "manager") is None  # no demo logins exist
+
+
+def test_settings_from_environment_and_host_option(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "shop.db"
+    with serving(["--demo", "--host", "127.0.0.1"], tmp_path, ATELIER_DATABASE_URL=f"sqlite+aiosqlite:///{db}") as (
+        base,
+        _,
+    ):
+        assert db.exists()
+        assert not (tmp_path / "atelier.db").exists()
+        assert httpx.get(f"{base}/health/live").json() == {"status": "ok"}
+
+
+def test_branch_and_user_commands_then_sign_in(tmp_path: Path) -> None:
+    keys = {"ATELIER_JWT_SECRET": "s" * 40, "ATELIER_PASSCODE_KEYS": Fernet.generate_key().decode()}
+    assert run(["db", "check"], tmp_path).returncode != 0  # pre-start check: no schema yet
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    assert run(["db", "check"], tmp_path).returncode == 0
+    made = run(
+        ["branch", "create", "--code", "tain", "--name", "Tain", "--hours", "mon-fri 09:00-12:00,14:00-18:00"], tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    again = run(["branch", "create", "--code", "tain", "--name", "Tain", "--hours", "mon-fri 09:00-18:00"], tmp_path)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    bad = run(
+        ["branch", "create", "--code", "x", "--name", "X", "--timezone", "Mars/Base", "--hours", "mon 9:00-18:00"],
+        tmp_path,
+    )
+    assert bad.returncode != 0
+    user = run(
+        ["user", "create", "--username", "desk.tain", "--role", "front_desk", "--branch", "tain", "--password-stdin"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert user.returncode == 0, user.stderr
+    nobranch = run(
+        ["user", "create", "--username", "t2", "--role", "technician", "--password-stdin"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert nobranch.returncode != 0
+    with serving([], tmp_path, **keys) as (base, _):
+        assert token(base, "desk.tain", "a-long-password") is not None
+        assert token(base, "desk.tain", "wrong-password") is None
