@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from litestar import Litestar
+from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -18,7 +19,7 @@ from service.api.health import HealthController
 from service.api.jobs import JobController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.errors import ConfigurationError
-from service.logging import RequestIdMiddleware, configure_logging
+from service.logging import RequestIdMiddleware, configure_logging, tag_response
 from service.persistence.db import create_engine
 from service.secrets import PasscodeCipher
 from service.settings import Settings
@@ -51,6 +52,11 @@ def _required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
     return secret, PasscodeCipher(settings.passcode_keys.get_secret_value())
 
 
+def _request_id_outermost(app_config: AppConfig) -> AppConfig:
+    app_config.middleware.insert(0, DefineMiddleware(RequestIdMiddleware))
+    return app_config
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Litestar:
     settings = settings or Settings()
     configure_logging(settings)
@@ -81,8 +87,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             "clock": Provide(lambda: clock, sync_to_thread=False, use_cache=True),
             "actor": actor_dependency,
         },
-        on_app_init=[jwt_auth.on_app_init],
-        middleware=[DefineMiddleware(RequestIdMiddleware)],
+        # Auth inserts its middleware first; the request id goes in front of it afterwards, so that
+        # rejected requests are logged and answered with their id too.
+        on_app_init=[jwt_auth.on_app_init, _request_id_outermost],
+        before_send=[tag_response],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         state=State({"jwt_auth": jwt_auth, "settings": settings}),

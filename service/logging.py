@@ -42,46 +42,54 @@ def configure_logging(settings: Settings) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # tests swap processors (capture_logs) after first use
     )
 
 
 class RequestIdMiddleware:
-    """Takes X-Request-ID from the caller (or makes one), binds it for the request's log lines,
-    echoes it in the response and logs one access line."""
+    """Takes X-Request-ID from the caller (or makes one) and binds it to the request's log lines.
+
+    The response side lives in `tag_response`, a `before_send` hook: Litestar calls it for every
+    response, including those its exception handling makes after this middleware has unwound.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log = structlog.get_logger("atelier.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = _incoming_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["started"] = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send)
         finally:
-            self.log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+_access_log = structlog.get_logger("atelier.access")
+
+
+async def tag_response(message: Message, scope: Scope) -> None:
+    """Echo the request id and write one access line when the response starts."""
+    if message["type"] != "http.response.start":
+        return
+    state = scope.setdefault("state", {})
+    # Unrouted requests (404, 405) never reach the middleware: give them an id here.
+    request_id = state.setdefault("request_id", _incoming_id(scope) or uuid.uuid4().hex)
+    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+    _access_log.info(
+        "request",
+        request_id=request_id,
+        method=scope.get("method"),
+        path=scope.get("path"),
+        status=message["status"],
+        duration_ms=round((time.perf_counter() - state["started"]) * 1000, 2) if "started" in state else None,
+    )
 
 
 def _incoming_id(scope: Scope) -> str | None:

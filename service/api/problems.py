@@ -79,7 +79,10 @@ def _field_errors(exc: ValidationException) -> list[dict[str, str]]:
             continue
         message = str(item.get("message", "invalid"))
         message = message.removeprefix("Value error, ")
-        errors.append({"field": str(item.get("key") or "body"), "reason": message, "source": item.get("source", "")})
+        error = {"field": str(item.get("key") or "body"), "reason": message}
+        if item.get("source"):
+            error["source"] = str(item["source"])
+        errors.append(error)
     return errors
 
 
