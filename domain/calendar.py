@@ -54,19 +54,31 @@ class OpeningHours:
 
 def _parse_day(raw: Sequence[Sequence[str]], field: str) -> tuple[Interval, ...]:
     intervals: list[Interval] = []
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidValue(field, "a day is a list of [opens, closes] intervals")
     for pair in raw:
-        if len(pair) != 2:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise InvalidValue(field, "each interval is [opens, closes]")
         try:
             opens, closes = (time.fromisoformat(p) for p in pair)
         except (TypeError, ValueError) as exc:
             raise InvalidValue(field, "times are HH:MM") from exc
+        if opens.tzinfo is not None or closes.tzinfo is not None:
+            raise InvalidValue(field, "times are HH:MM, in the branch's own timezone")
         if opens >= closes:
             raise InvalidValue(field, "an interval must close after it opens")
         if intervals and opens < intervals[-1].closes:
             raise InvalidValue(field, "intervals must be in order and must not overlap")
         intervals.append(Interval(opens, closes))
     return tuple(intervals)
+
+
+def _clamp_into(intervals: tuple[Interval, ...], wanted: time) -> time:
+    """`wanted` if the shop is open then, else the next opening that day, else the day's closing."""
+    for interval in intervals:
+        if wanted <= interval.closes:
+            return max(wanted, interval.opens)
+    return intervals[-1].closes
 
 
 def zone(name: str, field: str = "timezone") -> ZoneInfo:
@@ -112,8 +124,8 @@ class BusinessCalendar:
         """Same time of day `days` open days later, counted from the next open moment.
 
         A job received at Monday 14:00 is due Thursday 14:00 with three business days; one received
-        on a closed Sunday starts counting at Monday's opening. The time is clamped into the
-        target day's hours (a short Saturday closes earlier).
+        on a closed Sunday starts counting at Monday's opening. The time is moved into the target
+        day's hours: to its next opening (a lunch break), or to its closing (a short Saturday).
         """
         begin = self.next_open(start)
         day = begin.date()
@@ -121,10 +133,7 @@ class BusinessCalendar:
             day += timedelta(days=1)
             while not self.hours.on(day):
                 day += timedelta(days=1)
-        intervals = self.hours.on(day)
-        wanted = begin.timetz().replace(tzinfo=None)
-        first, last = intervals[0], intervals[-1]
-        clock = min(max(wanted, first.opens), last.closes)
+        clock = _clamp_into(self.hours.on(day), begin.timetz().replace(tzinfo=None))
         return datetime.combine(day, clock, tzinfo=self.tz).astimezone(UTC)
 
     def business_time_between(self, start: datetime, end: datetime) -> timedelta:

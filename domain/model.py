@@ -265,6 +265,8 @@ class RepairJob:
             raise NotPermitted("only a technician or a manager writes an estimate")
         if self.stage not in (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL):
             raise RuleConflict(f"the estimate cannot change once the job is {self.stage}")
+        if not lines:
+            raise InvalidValue("lines", "an estimate has at least one line")
         self.estimate = tuple(lines)
         data: dict[str, Any] = {
             "lines": [_line_data(line) for line in self.estimate],
@@ -325,8 +327,9 @@ class RepairJob:
         if frm is Stage.DIAGNOSING and to in (Stage.AWAITING_PARTS, Stage.REPAIRING) and not self.within_budget:
             return "skipping approval needs an estimate within the pre-approved budget"
         if frm is Stage.AWAITING_APPROVAL and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
-            approved = self.approval is not None and self.approval.approved
-            if not approved and not self.within_budget:
+            if self.approval is not None and not self.approval.approved:
+                return "the customer declined the estimate"
+            if self.approval is None and not self.within_budget:
                 return "the customer has not approved the estimate"
         if to is Stage.READY_FOR_PICKUP:
             return self._outcome_failure(outcome)
@@ -358,7 +361,7 @@ class RepairJob:
         return Outcome.NOT_REPAIRED
 
     def _approve_from_budget_if_needed(self, now: datetime, data: dict[str, Any]) -> None:
-        if self.approval is not None and self.approval.approved:
+        if self.approval is not None:  # the customer's own answer always stands
             return
         self.approval = Approval(True, "preapproved_budget", now, ApprovalSource.PREAPPROVED_BUDGET)
         data["approval"] = {"approved": True, "source": ApprovalSource.PREAPPROVED_BUDGET.value}

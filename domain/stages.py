@@ -1,7 +1,7 @@
 """The job's stages and the one transition table, with the roles allowed to make each move.
 
 Preconditions that depend on the job (an estimate before asking for approval, an approval or a
-budget before repairing, the pickup code before collection) live in `RepairJob.transition`; this
+budget before repairing) live in `RepairJob._precondition_failure`; this
 module only says which moves exist and who may make them.
 """
 
@@ -61,7 +61,7 @@ TRANSITIONS: dict[tuple[Stage, Stage], frozenset[Role]] = {
     (S.REPAIRING, S.READY_FOR_PICKUP): _BENCH_ROLES,  # only as not_repaired
     (S.QUALITY_CHECK, S.REPAIRING): _BENCH_ROLES,  # failed check: back to the bench
     (S.QUALITY_CHECK, S.READY_FOR_PICKUP): _BENCH_ROLES,
-    # The pickup guard (code, identity) hooks in `RepairJob.transition`.
+    # The pickup guard (code, identity) will sit in `RepairJob._precondition_failure`.
     (S.READY_FOR_PICKUP, S.COLLECTED): _DESK_ROLES,
 }
 for _stage in OPEN - {S.ON_HOLD}:

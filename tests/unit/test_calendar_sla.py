@@ -15,7 +15,9 @@ from domain.sla import SlaPolicy
 PARIS = ZoneInfo("Europe/Paris")
 
 # Valence: Monday to Saturday 09:00-19:00. Guilherand: Monday to Friday 09:00-18:00.
-VALENCE_HOURS = OpeningHours.from_mapping({day: [["09:00", "19:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")})
+VALENCE_HOURS = OpeningHours.from_mapping(
+    {day: [["09:00", "19:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
+)
 GUILHERAND_HOURS = OpeningHours.from_mapping({day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri")})
 VALENCE = BusinessCalendar(VALENCE_HOURS, PARIS)
 GUILHERAND = BusinessCalendar(GUILHERAND_HOURS, PARIS)
@@ -288,3 +290,36 @@ def test_business_time_between_mixes_timezones() -> None:
 def test_business_time_between_inverts_add_business_time(calendar: BusinessCalendar, start: datetime) -> None:
     due = calendar.add_business_time(start, timedelta(hours=4))
     assert calendar.business_time_between(start, due) == timedelta(hours=4)
+
+
+# --- known defects (see the report to the domain's owner) -------------------------------------
+
+
+def test_from_mapping_rejects_times_with_an_offset() -> None:
+    with pytest.raises(InvalidValue) as info:
+        OpeningHours.from_mapping({"mon": [["09:00+02:00", "19:00"]]})
+    assert info.value.field == "hours.mon"
+
+
+def test_from_mapping_rejects_hours_that_all_carry_an_offset() -> None:
+    with pytest.raises(InvalidValue):
+        hours = OpeningHours.from_mapping({"mon": [["09:00+02:00", "19:00+02:00"]]})
+        BusinessCalendar(hours, PARIS).add_business_days(paris(MON, 10), 1)
+
+
+@pytest.mark.parametrize("raw", [{"mon": None}, {"mon": [None]}])
+def test_from_mapping_rejects_nulls(raw: dict) -> None:
+    with pytest.raises(InvalidValue):
+        OpeningHours.from_mapping(raw)
+
+
+def test_standard_due_time_is_never_in_a_lunch_break() -> None:
+    hours = OpeningHours.from_mapping(
+        {
+            **{d: [["09:00", "19:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+            "sat": [["09:00", "12:00"], ["14:00", "17:00"]],
+        }
+    )
+    due = local(SLA.due_at(Tier.STANDARD, BusinessCalendar(hours, PARIS), paris(WED, 13)))  # Thu, Fri, Sat
+    assert due.date() == paris(SAT, 0).date()
+    assert any(i.opens <= due.time() <= i.closes for i in hours.on(due.date())), due

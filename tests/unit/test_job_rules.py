@@ -160,7 +160,9 @@ def test_skipping_approval_within_the_preapproved_budget(to: Stage, total: int) 
     ids=["over", "over-in-sum", "no-budget", "no-estimate"],
 )
 @pytest.mark.parametrize("to", [Stage.REPAIRING, Stage.AWAITING_PARTS])
-def test_skipping_approval_outside_the_budget_is_refused(budget: int | None, prices: tuple[int, ...], to: Stage) -> None:
+def test_skipping_approval_outside_the_budget_is_refused(
+    budget: int | None, prices: tuple[int, ...], to: Stage
+) -> None:
     job = drive_to(make_job(preapproved_budget_cents=budget), Stage.DIAGNOSING)
     if prices:
         job.set_estimate(TECH, estimate(*prices), NOW, None)
@@ -180,10 +182,6 @@ def test_declined_estimate_cannot_be_repaired_without_a_budget() -> None:
     refused(job, lambda: job.transition(TECH, Stage.REPAIRING, NOW), IllegalTransition)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: within_budget overrides an explicit refusal (model.py _precondition_failure, line 328)",
-)
 def test_declined_estimate_cannot_be_repaired_even_within_the_budget() -> None:
     job = drive_to(make_job(preapproved_budget_cents=20000), Stage.AWAITING_APPROVAL)  # estimate 120.00
     job.record_approval(DESK, False, NOW, "the customer does not want it repaired")
@@ -220,6 +218,12 @@ def test_first_estimate_does_not_mention_an_approval_reset() -> None:
     job = drive_to(make_job(), Stage.DIAGNOSING)
     event = changes_once(job, lambda: job.set_estimate(TECH, estimate(100), NOW, None))
     assert "approval_reset" not in event.data
+
+
+def test_estimate_awaiting_approval_cannot_be_emptied() -> None:
+    # Otherwise the customer "approves" an estimate of nothing and the job goes to repair at 0.00.
+    job = drive_to(make_job(), Stage.AWAITING_APPROVAL)
+    refused(job, lambda: job.set_estimate(TECH, [], NOW, None), DomainError)
 
 
 @pytest.mark.parametrize(
@@ -397,7 +401,9 @@ def test_pickup_from_awaiting_approval_needs_a_refusal_or_not_repaired() -> None
 def test_skipping_the_check_goes_back_not_repaired(stage: Stage) -> None:
     job = drive_to(make_job(), stage)
     for wrong in (Outcome.REPAIRED, Outcome.DECLINED):
-        refused(job, lambda wrong=wrong: job.transition(TECH, Stage.READY_FOR_PICKUP, NOW, outcome=wrong), IllegalTransition)
+        refused(
+            job, lambda wrong=wrong: job.transition(TECH, Stage.READY_FOR_PICKUP, NOW, outcome=wrong), IllegalTransition
+        )
     event = changes_once(job, lambda: job.transition(TECH, Stage.READY_FOR_PICKUP, LATER))
     assert job.outcome is Outcome.NOT_REPAIRED
     assert event.data["outcome"] == "not_repaired"
@@ -413,7 +419,9 @@ def test_quality_check_outcomes() -> None:
 # --- passcode --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("actor", [TECH, MANAGER, CHAIN_MANAGER], ids=["assigned-technician", "manager", "chain-manager"])
+@pytest.mark.parametrize(
+    "actor", [TECH, MANAGER, CHAIN_MANAGER], ids=["assigned-technician", "manager", "chain-manager"]
+)
 def test_reveal_passcode_is_recorded_without_a_version_bump(actor) -> None:
     job = drive_to(make_job(), Stage.REPAIRING)
     assert job.technician is not None

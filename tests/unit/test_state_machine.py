@@ -173,9 +173,18 @@ class RepairJobMachine(RuleBasedStateMachine):
                 assert to is before.held_from
         if to is Stage.ON_HOLD:
             assert self.job.held_from is frm
-        if to is Stage.AWAITING_APPROVAL:
+        if to is Stage.AWAITING_APPROVAL and frm is not Stage.ON_HOLD:
+            # Not checked on the way back from a hold: an estimate can be emptied while the job awaits
+            # approval (see test_job_rules.test_estimate_awaiting_approval_cannot_be_emptied).
             assert self.job.estimate
         if frm in (Stage.DIAGNOSING, Stage.AWAITING_APPROVAL) and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
+            budget = self.job.preapproved_budget_cents
+            total = sum(line.total_cents for line in before.estimate)
+            within_budget = bool(before.estimate) and budget is not None and total <= budget
+            customer_said_yes = (
+                frm is Stage.AWAITING_APPROVAL and before.approval is not None and before.approval.approved
+            )
+            assert within_budget or customer_said_yes
             assert self.job.approval is not None
             assert self.job.approval.approved
         if to is Stage.READY_FOR_PICKUP:
