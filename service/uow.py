@@ -36,8 +36,12 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[UnitOfWork]:
+        dialect = self.engine.dialect.name
         async with self.engine.connect() as conn:
-            if write and self.engine.dialect.name == "sqlite":
+            if write and dialect == "sqlite":
                 conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            elif not write and dialect == "postgresql":
+                # A read is one statement or two: no BEGIN/COMMIT round trips around it.
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with conn.begin():
                 yield UnitOfWork(conn)

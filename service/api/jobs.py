@@ -40,6 +40,7 @@ from service.uow import Database
 from service.usecases import jobs
 
 MAX_PAGE = 100
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 _ETAG_PREFIX = '"v'
 
 
@@ -139,8 +140,8 @@ class JobController(Controller):
         db: NamedDependency[Database],
         stage: Annotated[str | None, QueryParameter(max_length=400)] = None,
         tier: FromQuery[Tier | None] = None,
-        technician: Annotated[str | None, QueryParameter(max_length=150)] = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+        technician: Annotated[str | None, QueryParameter(max_length=150, pattern=NO_NUL)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100, pattern=NO_NUL)] = None,
         limit: Annotated[int, QueryParameter(ge=1)] = 50,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> JobPageOut:

@@ -103,7 +103,7 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dic
         status, slug, title = HTTP_409_CONFLICT, "conflict", "Conflict"
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidValue):
-        extra["errors"] = [{"field": exc.field, "reason": exc.reason, "source": "body"}]
+        extra["errors"] = [{"field": exc.field, "reason": exc.reason}]
     if isinstance(exc, IllegalTransition):
         extra["allowed"] = exc.allowed
     headers = {"WWW-Authenticate": "Bearer"} if status == HTTP_401_UNAUTHORIZED else None
@@ -113,9 +113,10 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dic
 def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     title = {401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
     extra = exc.extra if isinstance(exc.extra, dict) else {}
-    return problem(
-        request, exc.status_code, title.get(exc.status_code, exc.detail), exc.detail, None, exc.headers, **extra
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTP_401_UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return problem(request, exc.status_code, title.get(exc.status_code, exc.detail), exc.detail, None, headers, **extra)
 
 
 def on_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

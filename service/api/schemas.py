@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from domain.errors import InvalidValue
 from domain.identifiers import normalise_imei, normalise_phone, normalise_serial
@@ -34,8 +42,27 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Cents = Annotated[int, Field(ge=0, le=100_000_000)]
 
 
+def _only_bool(value: Any) -> Any:
+    # Not `StrictBool`: Litestar validates bodies with `strict=False`, which overrides it ("yes" -> True).
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_only_bool)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000: refuse it as bad input rather than fail in the database.
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def _check(fn: Any, value: str) -> str:
@@ -50,7 +77,7 @@ class CustomerIn(Body):
     name: Name
     phone: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     email: Annotated[str, StringConstraints(max_length=254)] | None = None
-    sms_consent: StrictBool = False
+    sms_consent: Flag = False
 
     @field_validator("phone")
     @classmethod
@@ -139,7 +166,7 @@ class EstimateIn(Body):
 
 
 class ApprovalIn(Body):
-    approved: StrictBool
+    approved: Flag
     note: Note | None = None
 
 

@@ -23,7 +23,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,  # a restarted PostgreSQL must not hand out dead connections
+        # No pre-ping (a round trip per checkout): a disconnect invalidates the whole pool, the
+        # request fails cleanly with 503 + Retry-After, and the next checkouts reconnect.
         pool_recycle=1800,
     )
 
@@ -41,6 +42,8 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQLite's own lower() folds ASCII only: searching "LÉA" must find "Léa" (as on PostgreSQL).
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -48,3 +51,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value

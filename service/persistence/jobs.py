@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, literal, or_, select, tuple_, update
+from sqlalchemy import Select, and_, false, literal, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +42,7 @@ from domain.stages import Stage
 from service.persistence.tables import branch_t, customer_t, event_t, job_t, user_t
 
 _PRIORITY = {Tier.EXPRESS: 0, Tier.STANDARD: 1}
+_MAX_JOB_ID = 2**31 - 1  # repair_job.id is a 32-bit integer
 
 _JOB_COLUMNS = (
     *[c for c in job_t.c if c.name != "passcode_ciphertext"],
@@ -87,7 +88,7 @@ class JobRepository:
         return query
 
     async def get(self, actor: Actor, ref: str) -> RepairJob:
-        job_id = parse_ref(ref)
+        job_id = _job_id(ref)
         if job_id is None:
             raise NotFound(f"no job {ref}")
         row = (await self._conn.execute(self._scoped(actor).where(job_t.c.id == job_id))).mappings().first()
@@ -305,10 +306,10 @@ def _to_event(row: RowMapping) -> JobEvent:
 def _search(q: str) -> Any:
     """Reference, customer name, phone (any form) or IMEI/serial fragment."""
     q = q.strip()
+    if parse_ref(q) is not None:  # a reference names one job: no fuzzy matches on its digits
+        job_id = _job_id(q)
+        return job_t.c.id == job_id if job_id is not None else false()
     clauses: list[Any] = [customer_t.c.name.icontains(q, autoescape=True)]
-    job_id = parse_ref(q)
-    if job_id is not None:
-        clauses.append(job_t.c.id == job_id)
     digits = "".join(ch for ch in q if ch.isdigit())
     if len(digits) >= 4:
         clauses.append(job_t.c.device_imei.contains(digits, autoescape=True))
@@ -319,6 +320,12 @@ def _search(q: str) -> Any:
             pass
     clauses.append(job_t.c.device_serial == q.upper())
     return or_(*clauses)
+
+
+def _job_id(ref: str) -> int | None:
+    """The id a reference names, if a stored job can have it (AT-99999999999 is no job, not an error)."""
+    job_id = parse_ref(ref)
+    return job_id if job_id is not None and job_id <= _MAX_JOB_ID else None
 
 
 def _encode_cursor(row: RowMapping) -> str:

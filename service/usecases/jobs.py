@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.errors import InvalidValue, NotPermitted, VersionConflict
+from domain.errors import InvalidValue, NotPermitted, RuleConflict, VersionConflict
 from domain.model import (
     Actor,
     Assignee,
@@ -198,7 +198,7 @@ async def reveal_passcode(uow: UnitOfWork, actor: Actor, ref: str, *, now: datet
     ciphertext = await uow.jobs.passcode_ciphertext(job.id)
     if ciphertext is None:  # erased between the read and now
         job.pending_events.clear()
-        raise InvalidValue("passcode", "this job holds no passcode")
+        raise RuleConflict("this job holds no passcode")
     plaintext = cipher.decrypt(ciphertext)
     await uow.jobs.record_events(job)
     return plaintext
