@@ -234,7 +234,7 @@ class RepairJob:
         self, actor: Actor, to: Stage, now: datetime, note: str | None = None, outcome: Outcome | None = None
     ) -> None:
         frm = self.stage
-        if (frm, to) not in {(frm, t) for t in targets(frm)}:
+        if to not in targets(frm):
             raise IllegalTransition(f"a job cannot move from {frm} to {to}", self.allowed_targets(actor.role))
         if actor.role not in roles_for(frm, to):
             raise NotPermitted(f"a {actor.role} may not move a job from {frm} to {to}")

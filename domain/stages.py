@@ -73,9 +73,14 @@ for _stage in CANCELLABLE:
 TRANSITIONS[(S.ON_HOLD, S.CANCELLED)] = _DESK_ROLES  # when held from a cancellable stage
 
 
-def targets(stage: Stage) -> list[Stage]:
+_TARGETS: dict[Stage, tuple[Stage, ...]] = {
+    stage: tuple(to for (frm, to) in TRANSITIONS if frm is stage) for stage in Stage
+}
+
+
+def targets(stage: Stage) -> tuple[Stage, ...]:
     """Every stage reachable from `stage` in one move, whatever the job or role."""
-    return [to for (frm, to) in TRANSITIONS if frm is stage]
+    return _TARGETS[stage]
 
 
 def roles_for(frm: Stage, to: Stage) -> frozenset[Role]:

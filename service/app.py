@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from litestar import Litestar
+import structlog
+from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -14,12 +16,14 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from service.api.auth import AuthController, actor_dependency, build_jwt_auth
+from domain.model import Actor
+from service.api.auth import AuthController, build_jwt_auth
+from service.api.context import RequestContext
 from service.api.health import HealthController
 from service.api.jobs import JobController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.errors import ConfigurationError
-from service.logging import RequestIdMiddleware, configure_logging, tag_response
+from service.logging import RequestIdMiddleware, configure_logging, response_tagger
 from service.persistence.db import create_engine
 from service.secrets import PasscodeCipher
 from service.settings import Settings
@@ -77,20 +81,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         db: Database = state.db
         return db
 
+    def provide_ctx(request: Request[Actor, Any, Any]) -> RequestContext:
+        return RequestContext(request.user, request.app.state.db, settings, cipher, clock)
+
     return Litestar(
         route_handlers=[HealthController, AuthController, JobController],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
-            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
-            "cipher": Provide(lambda: cipher, sync_to_thread=False, use_cache=True),
-            "clock": Provide(lambda: clock, sync_to_thread=False, use_cache=True),
-            "actor": actor_dependency,
+            "ctx": Provide(provide_ctx, sync_to_thread=False),
         },
         # Auth inserts its middleware first; the request id goes in front of it afterwards, so that
         # rejected requests are logged and answered with their id too.
         on_app_init=[jwt_auth.on_app_init, _request_id_outermost],
-        before_send=[tag_response],
+        before_send=[response_tagger(structlog.get_logger("atelier.access").bind())],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         state=State({"jwt_auth": jwt_auth, "settings": settings}),

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -42,14 +42,13 @@ def configure_logging(settings: Settings) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,  # tests swap processors (capture_logs) after first use
     )
 
 
 class RequestIdMiddleware:
     """Takes X-Request-ID from the caller (or makes one) and binds it to the request's log lines.
 
-    The response side lives in `tag_response`, a `before_send` hook: Litestar calls it for every
+    The response side lives in `response_tagger`, a `before_send` hook: Litestar calls it for every
     response, including those its exception handling makes after this middleware has unwound.
     """
 
@@ -71,25 +70,30 @@ class RequestIdMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-_access_log = structlog.get_logger("atelier.access")
+def response_tagger(log: Any) -> Callable[[Message, Scope], Awaitable[None]]:
+    """A `before_send` hook that echoes the request id and writes one access line per response.
 
+    `log` is bound once by the app (after `configure_logging`), not looked up per request.
+    """
 
-async def tag_response(message: Message, scope: Scope) -> None:
-    """Echo the request id and write one access line when the response starts."""
-    if message["type"] != "http.response.start":
-        return
-    state = scope.setdefault("state", {})
-    # Unrouted requests (404, 405) never reach the middleware: give them an id here.
-    request_id = state.setdefault("request_id", _incoming_id(scope) or uuid.uuid4().hex)
-    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-    _access_log.info(
-        "request",
-        request_id=request_id,
-        method=scope.get("method"),
-        path=scope.get("path"),
-        status=message["status"],
-        duration_ms=round((time.perf_counter() - state["started"]) * 1000, 2) if "started" in state else None,
-    )
+    async def tag_response(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        state = scope.setdefault("state", {})
+        # Unrouted requests (404, 405) never reach the middleware: give them an id here.
+        request_id = state.setdefault("request_id", _incoming_id(scope) or uuid.uuid4().hex)
+        message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        started = state.get("started")
+        log.info(
+            "request",
+            request_id=request_id,
+            method=scope.get("method"),
+            path=scope.get("path"),
+            status=message["status"],
+            duration_ms=round((time.perf_counter() - started) * 1000, 2) if started is not None else None,
+        )
+
+    return tag_response
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -18,8 +18,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=".env", extra="ignore")
 
     database_url: str = DEFAULT_SQLITE_URL
-    db_pool_size: int = Field(10, ge=1, le=200)
-    db_max_overflow: int = Field(10, ge=0, le=200)
+    # Connections per server process. SQLAlchemy closes an overflow connection as soon as it is returned
+    # while the pool is full, so under steady load above pool_size every request past it connects (TLS
+    # attempt, startup, codecs, statement re-preparation) and disconnects: size the pool, not the overflow.
+    db_pool_size: int = Field(20, ge=1, le=200)
+    db_max_overflow: int = Field(0, ge=0, le=200)
     redis_url: str | None = None
 
     environment: Literal["development", "production"] = "development"

@@ -8,7 +8,8 @@ written atomically with the change it belongs to.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -16,15 +17,17 @@ from service.persistence.db import SQLITE_BEGIN
 from service.persistence.idempotency import IdempotencyRepository
 from service.persistence.jobs import JobRepository
 from service.persistence.staff import BranchRepository, CustomerRepository, UserRepository
+from service.persistence.statements import Runner
 
 
 class UnitOfWork:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, driver: Any | None = None) -> None:
+        runner = Runner(conn, driver)
         self.connection = conn
-        self.jobs = JobRepository(conn)
-        self.branches = BranchRepository(conn)
+        self.jobs = JobRepository(runner)
+        self.branches = BranchRepository(runner)
         self.users = UserRepository(conn)
-        self.customers = CustomerRepository(conn)
+        self.customers = CustomerRepository(runner)
         self.idempotency = IdempotencyRepository(conn)
 
 
@@ -36,12 +39,45 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[UnitOfWork]:
-        dialect = self.engine.dialect.name
         async with self.engine.connect() as conn:
-            if write and dialect == "sqlite":
+            if self.engine.dialect.name == "postgresql":
+                async with _postgres_unit(conn, write) as uow:
+                    yield uow
+                return
+            if write and self.engine.dialect.name == "sqlite":
                 conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            elif not write and dialect == "postgresql":
-                # A read is one statement or two: no BEGIN/COMMIT round trips around it.
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with conn.begin():
                 yield UnitOfWork(conn)
+
+
+@asynccontextmanager
+async def _postgres_unit(conn: AsyncConnection, write: bool) -> AsyncIterator[UnitOfWork]:
+    """On PostgreSQL the unit of work owns the transaction on the asyncpg connection itself, so the hot
+    statements (`persistence.statements`) and SQLAlchemy's run in the same one. The engine keeps
+    SQLAlchemy in autocommit (`persistence.db`) so it never opens a transaction of its own; a read is
+    not wrapped at all (one or two statements: no BEGIN/COMMIT round trips)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not write:
+        yield UnitOfWork(conn, driver)
+        return
+    transaction = driver.transaction()
+    await transaction.start()
+    try:
+        yield UnitOfWork(conn, driver)
+    except BaseException:
+        await _abandon(conn, transaction)
+        raise
+    try:
+        await transaction.commit()
+    except BaseException:
+        await _abandon(conn, transaction)
+        raise
+
+
+async def _abandon(conn: AsyncConnection, transaction: Any) -> None:
+    """Roll back; if even that fails the connection is dead and must not go back to the pool."""
+    try:
+        await transaction.rollback()
+    except Exception:
+        with suppress(Exception):
+            await conn.invalidate()

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from domain.errors import InvalidValue, VersionConflict
 from domain.model import Actor, Tier
 from domain.stages import Stage
+from service.api.context import RequestContext
 from service.api.schemas import (
     ApprovalIn,
     AssignmentIn,
@@ -34,9 +33,6 @@ from service.api.schemas import (
 from service.idempotency import run_idempotent
 from service.persistence.idempotency import StoredResponse
 from service.persistence.jobs import JobFilter
-from service.secrets import PasscodeCipher
-from service.settings import Settings
-from service.uow import Database
 from service.usecases import jobs
 
 MAX_PAGE = 100
@@ -48,9 +44,10 @@ def etag(version: int) -> str:
     return f'{_ETAG_PREFIX}{version}"'
 
 
-def provide_expected_version(
-    if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False, max_length=200)] = None,
-) -> int:
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False, max_length=200)]
+
+
+def provide_expected_version(if_match: str | None) -> int:
     """The version the caller last saw; every change of a job must say which one it changes."""
     if not if_match or if_match.strip() == "*":
         raise HTTPException(status_code=428, detail="send If-Match with the job's current ETag")
@@ -85,23 +82,19 @@ def _parse_stages(raw: str | None) -> list[Stage]:
 class JobController(Controller):
     path = "/api/v1/jobs"
     tags = ["jobs"]
-    dependencies = {"expected_version": Provide(provide_expected_version, sync_to_thread=False)}
 
     @post("/", status_code=201)
     async def intake(
         self,
         data: JSONBody[IntakeIn],
         request: Request[Actor, Any, Any],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        settings: NamedDependency[Settings],
-        cipher: NamedDependency[PasscodeCipher],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False, min_length=1, max_length=255)
         ] = None,
     ) -> Response[Any]:
         """Take a device in. Retries with the same Idempotency-Key replay the first answer."""
+        actor, db, settings, cipher, clock = ctx.actor, ctx.db, ctx.settings, ctx.cipher, ctx.clock
         cmd = jobs.IntakeCommand(
             customer=data.customer.to_domain(),
             device=data.device.to_domain(),
@@ -136,8 +129,7 @@ class JobController(Controller):
     @get("/")
     async def list_jobs(
         self,
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
+        ctx: NamedDependency[RequestContext],
         stage: Annotated[str | None, QueryParameter(max_length=400)] = None,
         tier: FromQuery[Tier | None] = None,
         technician: Annotated[str | None, QueryParameter(max_length=150, pattern=NO_NUL)] = None,
@@ -146,24 +138,23 @@ class JobController(Controller):
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> JobPageOut:
         """Open and closed jobs of the caller's branch: express first, then by due date."""
+        actor, db = ctx.actor, ctx.db
         filters = JobFilter(_parse_stages(stage), tier, technician, q)
         async with db.transaction(write=False) as uow:
             page = await jobs.list_jobs(uow, actor, filters, min(limit, MAX_PAGE), cursor)
         return JobPageOut([job_out(job, actor.role) for job in page.items], page.next_cursor)
 
     @get("/{ref:str}")
-    async def get_job(
-        self, ref: FromPath[str], actor: NamedDependency[Actor], db: NamedDependency[Database]
-    ) -> Response[JobOut]:
+    async def get_job(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> Response[JobOut]:
+        actor, db = ctx.actor, ctx.db
         async with db.transaction(write=False) as uow:
             job = await jobs.get_job(uow, actor, ref)
         return _job_response(job_out(job, actor.role))
 
     @get("/{ref:str}/events")
-    async def events(
-        self, ref: FromPath[str], actor: NamedDependency[Actor], db: NamedDependency[Database]
-    ) -> list[EventOut]:
+    async def events(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> list[EventOut]:
         """The job's full history, oldest first."""
+        actor, db = ctx.actor, ctx.db
         async with db.transaction(write=False) as uow:
             history = await jobs.job_history(uow, actor, ref)
         return [event_out(e) for e in history]
@@ -172,12 +163,10 @@ class JobController(Controller):
     async def passcode(
         self,
         ref: FromPath[str],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        cipher: NamedDependency[PasscodeCipher],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
     ) -> Response[PasscodeOut]:
         """The device's unlock code, for the assigned technician or a manager; every read is recorded."""
+        actor, db, cipher, clock = ctx.actor, ctx.db, ctx.cipher, ctx.clock
         async with db.transaction() as uow:
             code = await jobs.reveal_passcode(uow, actor, ref, now=clock(), cipher=cipher)
         return Response(PasscodeOut(code), headers={"Cache-Control": "no-store"})
@@ -187,11 +176,11 @@ class JobController(Controller):
         self,
         ref: FromPath[str],
         data: JSONBody[TransitionIn],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        expected_version: NamedDependency[int],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
+        if_match: IfMatch = None,
     ) -> Response[JobOut]:
+        actor, db, clock = ctx.actor, ctx.db, ctx.clock
+        expected_version = provide_expected_version(if_match)
         async with db.transaction() as uow:
             job = await jobs.move(
                 uow, actor, ref, expected_version, data.to, now=clock(), note=data.note, outcome=data.outcome
@@ -203,11 +192,11 @@ class JobController(Controller):
         self,
         ref: FromPath[str],
         data: JSONBody[EstimateIn],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        expected_version: NamedDependency[int],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
+        if_match: IfMatch = None,
     ) -> Response[JobOut]:
+        actor, db, clock = ctx.actor, ctx.db, ctx.clock
+        expected_version = provide_expected_version(if_match)
         lines = [line.to_domain() for line in data.lines]
         async with db.transaction() as uow:
             job = await jobs.set_estimate(uow, actor, ref, expected_version, lines, now=clock(), note=data.note)
@@ -218,11 +207,11 @@ class JobController(Controller):
         self,
         ref: FromPath[str],
         data: JSONBody[ApprovalIn],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        expected_version: NamedDependency[int],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
+        if_match: IfMatch = None,
     ) -> Response[JobOut]:
+        actor, db, clock = ctx.actor, ctx.db, ctx.clock
+        expected_version = provide_expected_version(if_match)
         async with db.transaction() as uow:
             job = await jobs.record_approval(
                 uow, actor, ref, expected_version, data.approved, now=clock(), note=data.note
@@ -234,11 +223,11 @@ class JobController(Controller):
         self,
         ref: FromPath[str],
         data: JSONBody[AssignmentIn],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        expected_version: NamedDependency[int],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
+        if_match: IfMatch = None,
     ) -> Response[JobOut]:
+        actor, db, clock = ctx.actor, ctx.db, ctx.clock
+        expected_version = provide_expected_version(if_match)
         async with db.transaction() as uow:
             job = await jobs.assign(uow, actor, ref, expected_version, data.technician, now=clock())
         return _job_response(job_out(job, actor.role))
@@ -248,11 +237,11 @@ class JobController(Controller):
         self,
         ref: FromPath[str],
         data: JSONBody[NoteIn],
-        actor: NamedDependency[Actor],
-        db: NamedDependency[Database],
-        expected_version: NamedDependency[int],
-        clock: NamedDependency[Callable[[], datetime]],
+        ctx: NamedDependency[RequestContext],
+        if_match: IfMatch = None,
     ) -> Response[JobOut]:
+        actor, db, clock = ctx.actor, ctx.db, ctx.clock
+        expected_version = provide_expected_version(if_match)
         async with db.transaction() as uow:
             job = await jobs.add_note(uow, actor, ref, expected_version, data.note, now=clock())
         return _job_response(job_out(job, actor.role))

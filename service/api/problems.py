@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -148,6 +149,10 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InterfaceError: on_database_unavailable,
     PoolTimeout: on_database_unavailable,
     ConnectionError: on_database_unavailable,
+    OSError: on_database_unavailable,
+    asyncpg.PostgresConnectionError: on_database_unavailable,
+    asyncpg.InterfaceError: on_database_unavailable,
+    asyncpg.CannotConnectNowError: on_database_unavailable,
     Exception: on_unexpected,
 }
 

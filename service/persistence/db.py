@@ -16,11 +16,18 @@ from service.settings import Settings
 SQLITE_BEGIN = "atelier_sqlite_begin"
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, driver_transactions: bool = True) -> AsyncEngine:
+    """The engine for units of work. On PostgreSQL the unit of work runs transactions on the asyncpg
+    connection itself (`service.uow`), so SQLAlchemy is kept in autocommit and skips its reset on
+    return; pass `driver_transactions=False` for SQLAlchemy-managed transactions (migrations)."""
     if settings.is_sqlite:
         return _sqlite_engine(settings.database_url)
+    driver_options: dict[str, Any] = (
+        {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if driver_transactions else {}
+    )
     return create_async_engine(
         settings.database_url,
+        **driver_options,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         # No pre-ping (a round trip per checkout): a disconnect invalidates the whole pool, the

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, literal, or_, select, tuple_, update
+from sqlalchemy import Select, bindparam, false, literal, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.errors import InvalidValue, NotFound, VersionConflict
 from domain.identifiers import normalise_phone
@@ -39,6 +38,7 @@ from domain.model import (
     parse_ref,
 )
 from domain.stages import Stage
+from service.persistence.statements import Prepared, Runner
 from service.persistence.tables import branch_t, customer_t, event_t, job_t, user_t
 
 _PRIORITY = {Tier.EXPRESS: 0, Tier.STANDARD: 1}
@@ -60,6 +60,49 @@ _JOB_FROM = (
     .outerjoin(user_t, user_t.c.id == job_t.c.technician_id)
 )
 
+# The hot statements are built once: a statement built per request costs its construction, the coercion
+# of every value into a bound parameter and a fresh cache key (more CPU than the round trip it makes).
+_GET_ANY = select(*_JOB_COLUMNS).select_from(_JOB_FROM).where(job_t.c.id == bindparam("job_id"))
+_GET_ANY_Q = Prepared(_GET_ANY)
+_GET_IN_BRANCH_Q = Prepared(_GET_ANY.where(job_t.c.branch_id == bindparam("branch_id")))
+_CHANGING = (
+    "due_at",
+    "stage",
+    "held_from",
+    "technician_id",
+    "estimate",
+    "approval",
+    "outcome",
+    "version",
+    "updated_at",
+)
+_INSERTED = (
+    *_CHANGING,
+    "branch_id",
+    "customer_id",
+    "fault_category",
+    "fault_description",
+    "tier",
+    "priority",
+    "device_brand",
+    "device_model",
+    "device_imei",
+    "device_serial",
+    "device_colour",
+    "device_condition",
+    "device_accessories",
+    "preapproved_budget_cents",
+    "passcode_ciphertext",
+    "created_at",
+)
+_INSERT_JOB_Q = Prepared(job_t.insert().returning(job_t.c.id), _INSERTED)
+_UPDATE = update(job_t).where(job_t.c.id == bindparam("match_id"), job_t.c.version == bindparam("match_version"))
+_UPDATE_JOB_Q = Prepared(_UPDATE, _CHANGING)
+# Entering collected or cancelled erases the passcode with the same statement.
+_UPDATE_JOB_ERASING_Q = Prepared(_UPDATE, (*_CHANGING, "passcode_ciphertext"))
+_EVENT_COLUMNS = ("job_id", "at", "actor", "kind", "from_stage", "to_stage", "note", "data")
+_INSERT_EVENT_Q = Prepared(event_t.insert(), _EVENT_COLUMNS)
+
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
@@ -76,8 +119,9 @@ class Page:
 
 
 class JobRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner
+        self._conn = runner.conn
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -91,7 +135,8 @@ class JobRepository:
         job_id = _job_id(ref)
         if job_id is None:
             raise NotFound(f"no job {ref}")
-        row = (await self._conn.execute(self._scoped(actor).where(job_t.c.id == job_id))).mappings().first()
+        query = _GET_ANY_Q if actor.chain_wide else _GET_IN_BRANCH_Q
+        row = await self._run.fetchrow(query, {"job_id": job_id, "branch_id": actor.branch_id})
         if row is None:
             raise NotFound(f"no job {ref}")
         return _to_job(row)
@@ -147,8 +192,7 @@ class JobRepository:
             passcode_ciphertext=passcode_ciphertext,
             created_at=job.created_at,
         )
-        result = await self._conn.execute(job_t.insert().values(**values).returning(job_t.c.id))
-        job.id = result.scalar_one()
+        job.id = await self._run.fetchval(_INSERT_JOB_Q, values)
         await self._flush_events(job)
         return job
 
@@ -156,11 +200,12 @@ class JobRepository:
         """Write the job if nobody else did since `expected_version` was read (else VersionConflict)."""
         assert job.id is not None
         values = _job_values(job)
+        values.update(match_id=job.id, match_version=expected_version)
+        query = _UPDATE_JOB_Q
         if not job.has_passcode:
             values["passcode_ciphertext"] = None
-        query = update(job_t).where(and_(job_t.c.id == job.id, job_t.c.version == expected_version)).values(**values)
-        result = await self._conn.execute(query)
-        if result.rowcount != 1:
+            query = _UPDATE_JOB_ERASING_Q
+        if await self._run.execute(query, values) != 1:
             raise VersionConflict(f"{job.ref} was changed by someone else")
         await self._flush_events(job)
 
@@ -171,7 +216,7 @@ class JobRepository:
     async def _flush_events(self, job: RepairJob) -> None:
         if not job.pending_events:
             return
-        await self._conn.execute(event_t.insert(), [_event_values(job.id, e) for e in job.pending_events])
+        await self._run.execute_many(_INSERT_EVENT_Q, [_event_values(job.id, e) for e in job.pending_events])
         job.pending_events.clear()
 
 
@@ -227,7 +272,7 @@ def _approval_to_dict(approval: Approval | None) -> dict[str, Any] | None:
     }
 
 
-def _to_job(row: RowMapping) -> RepairJob:
+def _to_job(row: Mapping[str, Any]) -> RepairJob:
     approval = row["approval"]
     technician = (
         Assignee(row["technician_id"], row["technician_username"]) if row["technician_id"] is not None else None

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.calendar import OpeningHours
 from domain.model import Branch, Customer
 from domain.stages import Role
+from service.persistence.statements import Prepared, Runner
 from service.persistence.tables import branch_t, customer_t, user_t
+
+_BRANCH_BY_ID_Q = Prepared(select(branch_t).where(branch_t.c.id == bindparam("branch_id")))
+_INSERT_CUSTOMER_Q = Prepared(
+    customer_t.insert().returning(customer_t.c.id), ("name", "phone", "email", "sms_consent", "created_at")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +34,16 @@ class StaffUser:
 
 
 class BranchRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner
+        self._conn = runner.conn
 
     async def by_code(self, code: str) -> Branch | None:
         row = (await self._conn.execute(select(branch_t).where(branch_t.c.code == code))).mappings().first()
         return _to_branch(row) if row else None
 
     async def by_id(self, branch_id: int) -> Branch | None:
-        row = (await self._conn.execute(select(branch_t).where(branch_t.c.id == branch_id))).mappings().first()
+        row = await self._run.fetchrow(_BRANCH_BY_ID_Q, {"branch_id": branch_id})
         return _to_branch(row) if row else None
 
     async def all(self) -> list[Branch]:
@@ -77,8 +85,9 @@ class UserRepository:
 
 
 class CustomerRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner
+        self._conn = runner.conn
 
     async def add(self, customer: Customer, now: datetime) -> int:
         values = {
@@ -88,13 +97,11 @@ class CustomerRepository:
             "sms_consent": customer.sms_consent,
             "created_at": now,
         }
-        customer_id: int = (
-            await self._conn.execute(customer_t.insert().values(**values).returning(customer_t.c.id))
-        ).scalar_one()
+        customer_id: int = await self._run.fetchval(_INSERT_CUSTOMER_Q, values)
         return customer_id
 
 
-def _to_branch(row: RowMapping) -> Branch:
+def _to_branch(row: Mapping[str, Any]) -> Branch:
     return Branch(row["id"], row["code"], row["name"], row["timezone"], OpeningHours.from_mapping(row["hours"]))
 
 

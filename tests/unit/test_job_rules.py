@@ -505,7 +505,7 @@ def test_add_note_is_a_change() -> None:
 
 @pytest.mark.parametrize("stage", sorted(TERMINAL))
 def test_terminal_stages_have_no_way_out(stage: Stage) -> None:
-    assert targets(stage) == []
+    assert targets(stage) == ()
     assert not any(frm is stage for frm, _to in TRANSITIONS)
     job = drive_to(make_job(), stage)
     for to in Stage:

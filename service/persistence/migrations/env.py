@@ -28,7 +28,7 @@ def _configure(connection: Connection) -> None:
 
 async def _run_online() -> None:
     settings: Settings = context.config.attributes.get("settings") or Settings()
-    engine = create_engine(settings)
+    engine = create_engine(settings, driver_transactions=False)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_configure)
