@@ -1,0 +1,1 @@
+"""Benchmarks: `uv run python bench/api.py` (see its docstring). Not part of the shipped packages."""
