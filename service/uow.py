@@ -56,7 +56,8 @@ async def _postgres_unit(conn: AsyncConnection, write: bool) -> AsyncIterator[Un
     statements (`persistence.statements`) and SQLAlchemy's run in the same one. The engine keeps
     SQLAlchemy in autocommit (`persistence.db`) so it never opens a transaction of its own; a read is
     not wrapped at all (one or two statements: no BEGIN/COMMIT round trips)."""
-    driver = (await conn.get_raw_connection()).driver_connection
+    # Just checked out, so never invalidated: reading the driver connection needs no greenlet hop.
+    driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
     if not write:
         yield UnitOfWork(conn, driver)
         return
