@@ -138,6 +138,15 @@ class EstimateLine:
     def total_cents(self) -> int:
         return self.quantity * self.unit_price_cents
 
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "description": self.description,
+            "quantity": self.quantity,
+            "unit_price_cents": self.unit_price_cents,
+            "sku": self.sku,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Approval:
@@ -269,7 +278,7 @@ class RepairJob:
             raise InvalidValue("lines", "an estimate has at least one line")
         self.estimate = tuple(lines)
         data: dict[str, Any] = {
-            "lines": [_line_data(line) for line in self.estimate],
+            "lines": [line.as_data() for line in self.estimate],
             "total_cents": self.estimate_total_cents,
         }
         if self.approval is not None:
@@ -370,13 +379,3 @@ class RepairJob:
         self.version += 1
         self.updated_at = event.at
         self.pending_events.append(event)
-
-
-def _line_data(line: EstimateLine) -> dict[str, Any]:
-    return {
-        "kind": line.kind.value,
-        "description": line.description,
-        "quantity": line.quantity,
-        "unit_price_cents": line.unit_price_cents,
-        "sku": line.sku,
-    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -13,7 +15,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from domain.errors import InvalidValue, VersionConflict
-from domain.model import Actor, Tier
+from domain.model import Actor, RepairJob, Tier
 from domain.stages import Stage
 from service.api.context import RequestContext
 from service.api.schemas import (
@@ -33,6 +35,7 @@ from service.api.schemas import (
 from service.idempotency import run_idempotent
 from service.persistence.idempotency import StoredResponse
 from service.persistence.jobs import JobFilter
+from service.uow import UnitOfWork
 from service.usecases import jobs
 
 MAX_PAGE = 100
@@ -56,6 +59,16 @@ def provide_expected_version(if_match: str | None) -> int:
         if tag.startswith(_ETAG_PREFIX) and tag.endswith('"') and tag[2:-1].isdigit():
             return int(tag[2:-1])
     raise VersionConflict("If-Match does not name a current version of this job")
+
+
+async def _change(
+    ctx: RequestContext, if_match: str | None, change: Callable[[UnitOfWork, int, datetime], Awaitable[RepairJob]]
+) -> Response[JobOut]:
+    """One guarded change of a job: the If-Match version, one transaction, the new job and ETag."""
+    expected_version = provide_expected_version(if_match)
+    async with ctx.db.transaction() as uow:
+        job = await change(uow, expected_version, ctx.clock())
+    return _job_response(job_out(job, ctx.actor.role))
 
 
 def _job_response(job_body: JobOut, status: int = 200, **headers: str) -> Response[JobOut]:
@@ -179,13 +192,13 @@ class JobController(Controller):
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
-        actor, db, clock = ctx.actor, ctx.db, ctx.clock
-        expected_version = provide_expected_version(if_match)
-        async with db.transaction() as uow:
-            job = await jobs.move(
-                uow, actor, ref, expected_version, data.to, now=clock(), note=data.note, outcome=data.outcome
-            )
-        return _job_response(job_out(job, actor.role))
+        return await _change(
+            ctx,
+            if_match,
+            lambda uow, version, now: jobs.move(
+                uow, ctx.actor, ref, version, data.to, now=now, note=data.note, outcome=data.outcome
+            ),
+        )
 
     @put("/{ref:str}/estimate")
     async def estimate(
@@ -195,12 +208,12 @@ class JobController(Controller):
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
-        actor, db, clock = ctx.actor, ctx.db, ctx.clock
-        expected_version = provide_expected_version(if_match)
         lines = [line.to_domain() for line in data.lines]
-        async with db.transaction() as uow:
-            job = await jobs.set_estimate(uow, actor, ref, expected_version, lines, now=clock(), note=data.note)
-        return _job_response(job_out(job, actor.role))
+        return await _change(
+            ctx,
+            if_match,
+            lambda uow, version, now: jobs.set_estimate(uow, ctx.actor, ref, version, lines, now=now, note=data.note),
+        )
 
     @post("/{ref:str}/approval", status_code=200)
     async def approval(
@@ -210,13 +223,13 @@ class JobController(Controller):
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
-        actor, db, clock = ctx.actor, ctx.db, ctx.clock
-        expected_version = provide_expected_version(if_match)
-        async with db.transaction() as uow:
-            job = await jobs.record_approval(
-                uow, actor, ref, expected_version, data.approved, now=clock(), note=data.note
-            )
-        return _job_response(job_out(job, actor.role))
+        return await _change(
+            ctx,
+            if_match,
+            lambda uow, version, now: jobs.record_approval(
+                uow, ctx.actor, ref, version, data.approved, now=now, note=data.note
+            ),
+        )
 
     @post("/{ref:str}/assignment", status_code=200)
     async def assignment(
@@ -226,11 +239,9 @@ class JobController(Controller):
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
-        actor, db, clock = ctx.actor, ctx.db, ctx.clock
-        expected_version = provide_expected_version(if_match)
-        async with db.transaction() as uow:
-            job = await jobs.assign(uow, actor, ref, expected_version, data.technician, now=clock())
-        return _job_response(job_out(job, actor.role))
+        return await _change(
+            ctx, if_match, lambda uow, version, now: jobs.assign(uow, ctx.actor, ref, version, data.technician, now=now)
+        )
 
     @post("/{ref:str}/notes", status_code=200)
     async def notes(
@@ -240,8 +251,6 @@ class JobController(Controller):
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
-        actor, db, clock = ctx.actor, ctx.db, ctx.clock
-        expected_version = provide_expected_version(if_match)
-        async with db.transaction() as uow:
-            job = await jobs.add_note(uow, actor, ref, expected_version, data.note, now=clock())
-        return _job_response(job_out(job, actor.role))
+        return await _change(
+            ctx, if_match, lambda uow, version, now: jobs.add_note(uow, ctx.actor, ref, version, data.note, now=now)
+        )

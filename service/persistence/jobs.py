@@ -229,7 +229,7 @@ def _job_values(job: RepairJob) -> dict[str, Any]:
         "stage": job.stage.value,
         "held_from": job.held_from.value if job.held_from else None,
         "technician_id": job.technician.user_id if job.technician else None,
-        "estimate": [_line_to_dict(line) for line in job.estimate],
+        "estimate": [line.as_data() for line in job.estimate],
         "approval": _approval_to_dict(job.approval),
         "outcome": job.outcome.value if job.outcome else None,
         "version": job.version,
@@ -247,16 +247,6 @@ def _event_values(job_id: int | None, event: JobEvent) -> dict[str, Any]:
         "to_stage": event.to_stage.value if event.to_stage else None,
         "note": event.note,
         "data": dict(event.data),
-    }
-
-
-def _line_to_dict(line: EstimateLine) -> dict[str, Any]:
-    return {
-        "kind": line.kind.value,
-        "description": line.description,
-        "quantity": line.quantity,
-        "unit_price_cents": line.unit_price_cents,
-        "sku": line.sku,
     }
 
 

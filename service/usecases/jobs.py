@@ -6,7 +6,7 @@ the workers and the CLI all go through these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -112,6 +112,16 @@ async def _for_change(uow: UnitOfWork, actor: Actor, ref: str, expected_version:
     return job
 
 
+async def _change(
+    uow: UnitOfWork, actor: Actor, ref: str, expected_version: int, mutate: Callable[[RepairJob], None]
+) -> RepairJob:
+    """Load the version the caller saw, apply one domain change, save it guarded by that version."""
+    job = await _for_change(uow, actor, ref, expected_version)
+    mutate(job)
+    await uow.jobs.save(job, expected_version)
+    return job
+
+
 async def move(
     uow: UnitOfWork,
     actor: Actor,
@@ -123,10 +133,7 @@ async def move(
     note: str | None = None,
     outcome: Outcome | None = None,
 ) -> RepairJob:
-    job = await _for_change(uow, actor, ref, expected_version)
-    job.transition(actor, to, now, note, outcome)
-    await uow.jobs.save(job, expected_version)
-    return job
+    return await _change(uow, actor, ref, expected_version, lambda job: job.transition(actor, to, now, note, outcome))
 
 
 async def set_estimate(
@@ -139,10 +146,7 @@ async def set_estimate(
     now: datetime,
     note: str | None = None,
 ) -> RepairJob:
-    job = await _for_change(uow, actor, ref, expected_version)
-    job.set_estimate(actor, lines, now, note)
-    await uow.jobs.save(job, expected_version)
-    return job
+    return await _change(uow, actor, ref, expected_version, lambda job: job.set_estimate(actor, lines, now, note))
 
 
 async def record_approval(
@@ -155,10 +159,7 @@ async def record_approval(
     now: datetime,
     note: str | None = None,
 ) -> RepairJob:
-    job = await _for_change(uow, actor, ref, expected_version)
-    job.record_approval(actor, approved, now, note)
-    await uow.jobs.save(job, expected_version)
-    return job
+    return await _change(uow, actor, ref, expected_version, lambda job: job.record_approval(actor, approved, now, note))
 
 
 async def assign(
@@ -185,10 +186,7 @@ async def _assignee(uow: UnitOfWork, job: RepairJob, username: str | None) -> As
 async def add_note(
     uow: UnitOfWork, actor: Actor, ref: str, expected_version: int, note: str, *, now: datetime
 ) -> RepairJob:
-    job = await _for_change(uow, actor, ref, expected_version)
-    job.add_note(actor, note, now)
-    await uow.jobs.save(job, expected_version)
-    return job
+    return await _change(uow, actor, ref, expected_version, lambda job: job.add_note(actor, note, now))
 
 
 async def reveal_passcode(uow: UnitOfWork, actor: Actor, ref: str, *, now: datetime, cipher: PasscodeCipher) -> str:
