@@ -163,6 +163,27 @@ def db_check() -> None:
     click.echo("database schema is current")
 
 
+@main.group()
+def passcodes() -> None:
+    """Customers' stored unlock codes."""
+
+
+@passcodes.command("rotate")
+def passcodes_rotate() -> None:
+    """Re-encrypt every stored passcode under the first key of ATELIER_PASSCODE_KEYS."""
+    from service.usecases.passcodes import rotate_passcodes
+
+    settings = _settings()
+    if settings.passcode_keys is None:
+        raise click.ClickException("ATELIER_PASSCODE_KEYS is not set")
+    try:
+        cipher = PasscodeCipher(settings.passcode_keys.get_secret_value())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    count = _in_transaction(settings, lambda uow: rotate_passcodes(uow, cipher))
+    click.echo(f"{count} passcodes re-encrypted under the newest key")
+
+
 # --- branches and users --------------------------------------------------------------------------
 
 

@@ -170,7 +170,15 @@ class JobRepository:
         value: str | None = (await self._conn.execute(query)).scalar_one_or_none()
         return value
 
+    async def stored_passcodes(self) -> list[tuple[int, str]]:
+        query = select(job_t.c.id, job_t.c.passcode_ciphertext).where(job_t.c.passcode_ciphertext.is_not(None))
+        return [(row.id, row.passcode_ciphertext) for row in await self._conn.execute(query)]
+
     # --- writes ----------------------------------------------------------------------------
+
+    async def replace_passcode(self, job_id: int, ciphertext: str) -> None:
+        """Re-encrypted ciphertext of the same passcode (key rotation): not a change of the job."""
+        await self._conn.execute(update(job_t).where(job_t.c.id == job_id).values(passcode_ciphertext=ciphertext))
 
     async def add(self, job: RepairJob, customer_id: int, passcode_ciphertext: str | None) -> RepairJob:
         values = _job_values(job)

@@ -159,3 +159,39 @@ def test_branch_and_user_commands_then_sign_in(tmp_path: Path) -> None:
     with serving([], tmp_path, **keys) as (base, _):
         assert token(base, "desk.tain", "a-long-password") is not None
         assert token(base, "desk.tain", "wrong-password") is None
+
+
+def test_passcode_key_rotation(tmp_path: Path) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    secret = {"ATELIER_JWT_SECRET": "s" * 40}
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    assert (
+        run(
+            ["branch", "create", "--code", "tain", "--name", "Tain", "--hours", "mon-sun 08:00-20:00"], tmp_path
+        ).returncode
+        == 0
+    )
+    for username, role in (("desk.tain", "front_desk"), ("boss", "manager")):
+        made = run(
+            ["user", "create", "--username", username, "--role", role, "--branch", "tain", "--password-stdin"],
+            tmp_path,
+            stdin="a-long-password\n",
+        )
+        assert made.returncode == 0, made.stderr
+    with serving([], tmp_path, ATELIER_PASSCODE_KEYS=old_key, **secret) as (base, _):
+        desk = {"Authorization": f"Bearer {token(base, 'desk.tain', 'a-long-password')}"}
+        body = {
+            "customer": {"name": "Ada", "phone": "0612345678"},
+            "device": {"brand": "Apple", "model": "iPhone 13", "imei": "490154203237518"},
+            "fault": {"category": "screen", "description": "cracked"},
+            "tier": "standard",
+            "passcode": "2468",
+        }
+        ref = httpx.post(f"{base}/api/v1/jobs", json=body, headers=desk).json()["ref"]
+    rotated = run(["passcodes", "rotate"], tmp_path, ATELIER_PASSCODE_KEYS=f"{new_key},{old_key}", **secret)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "1 passcodes re-encrypted" in rotated.stdout
+    # The old key is gone from the setting: the passcode is still readable under the new one alone.
+    with serving([], tmp_path, ATELIER_PASSCODE_KEYS=new_key, **secret) as (base, _):
+        boss = {"Authorization": f"Bearer {token(base, 'boss', 'a-long-password')}"}
+        assert httpx.get(f"{base}/api/v1/jobs/{ref}/passcode", headers=boss).json() == {"passcode": "2468"}
