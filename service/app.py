@@ -37,7 +37,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
+def required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
     missing = [
         name
         for name, value in (
@@ -65,7 +65,7 @@ def _request_id_outermost(app_config: AppConfig) -> AppConfig:
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> Litestar:
     settings = settings or Settings()
     configure_logging(settings)
-    jwt_secret, cipher = _required_secrets(settings)
+    jwt_secret, cipher = required_secrets(settings)
     jwt_auth = build_jwt_auth(jwt_secret, settings.token_ttl_seconds)
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from domain.errors import DomainError
 from domain.stages import Role
-from service.app import utc_now
+from service.app import required_secrets, utc_now
 from service.errors import ConfigurationError
 from service.persistence import migrate
 from service.persistence.db import create_engine
@@ -113,9 +113,7 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
         _demo_secrets(settings)
         settings = _settings()
     try:
-        from service.app import _required_secrets
-
-        _required_secrets(settings)
+        required_secrets(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     _prepare_database(settings)
