@@ -50,7 +50,7 @@ def etag(version: int) -> str:
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False, max_length=200)]
 
 
-def provide_expected_version(if_match: str | None) -> int:
+def expected_version_from(if_match: str | None) -> int:
     """The version the caller last saw; every change of a job must say which one it changes."""
     if not if_match or if_match.strip() == "*":
         raise HTTPException(status_code=428, detail="send If-Match with the job's current ETag")
@@ -65,7 +65,7 @@ async def _change(
     ctx: RequestContext, if_match: str | None, change: Callable[[UnitOfWork, int, datetime], Awaitable[RepairJob]]
 ) -> Response[JobOut]:
     """One guarded change of a job: the If-Match version, one transaction, the new job and ETag."""
-    expected_version = provide_expected_version(if_match)
+    expected_version = expected_version_from(if_match)
     async with ctx.db.transaction() as uow:
         job = await change(uow, expected_version, ctx.clock())
     return _job_response(job_out(job, ctx.actor.role))
