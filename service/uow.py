@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import asyncpg
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.persistence.db import SQLITE_BEGIN
@@ -55,30 +57,42 @@ async def _postgres_unit(conn: AsyncConnection, write: bool) -> AsyncIterator[Un
     """On PostgreSQL the unit of work owns the transaction on the asyncpg connection itself, so the hot
     statements (`persistence.statements`) and SQLAlchemy's run in the same one. The engine keeps
     SQLAlchemy in autocommit (`persistence.db`) so it never opens a transaction of its own; a read is
-    not wrapped at all (one or two statements: no BEGIN/COMMIT round trips)."""
+    not wrapped at all (one or two statements: no BEGIN/COMMIT round trips).
+
+    SQLAlchemy cannot see errors raised by the driver itself, so a connection found dead here (the
+    server restarted, the backend was killed) is invalidated by hand: it is never pooled again, and
+    the request fails cleanly (503) instead of every later request that would draw it."""
     # Just checked out, so never invalidated: reading the driver connection needs no greenlet hop.
     driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    if not write:
-        yield UnitOfWork(conn, driver)
-        return
-    transaction = driver.transaction()
-    await transaction.start()
     try:
-        yield UnitOfWork(conn, driver)
-    except BaseException:
-        await _abandon(conn, transaction)
-        raise
-    try:
+        if not write:
+            yield UnitOfWork(conn, driver)
+            return
+        transaction = driver.transaction()
+        await transaction.start()
+        try:
+            yield UnitOfWork(conn, driver)
+        except BaseException:
+            await _rollback(transaction)
+            raise
         await transaction.commit()
-    except BaseException:
-        await _abandon(conn, transaction)
+    except BaseException as exc:
+        if _connection_lost(exc):
+            with suppress(Exception):
+                await conn.invalidate()
         raise
 
 
-async def _abandon(conn: AsyncConnection, transaction: Any) -> None:
-    """Roll back; if even that fails the connection is dead and must not go back to the pool."""
-    try:
+async def _rollback(transaction: Any) -> None:
+    """Roll back without hiding the error that caused it (a dead connection cannot roll back)."""
+    with suppress(Exception):
         await transaction.rollback()
-    except Exception:
-        with suppress(Exception):
-            await conn.invalidate()
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    # InternalClientError: the protocol is in a state it cannot leave (seen on a killed connection).
+    return isinstance(
+        exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    )

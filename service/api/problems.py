@@ -152,6 +152,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     OSError: on_database_unavailable,
     asyncpg.PostgresConnectionError: on_database_unavailable,
     asyncpg.InterfaceError: on_database_unavailable,
+    asyncpg.InternalClientError: on_database_unavailable,
     asyncpg.CannotConnectNowError: on_database_unavailable,
     Exception: on_unexpected,
 }
