@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         before_send=[response_tagger(structlog.get_logger("atelier.access").bind())],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        state=State({"jwt_auth": jwt_auth, "settings": settings}),
+        state=State({"jwt_auth": jwt_auth}),
         openapi_config=OpenAPIConfig(
             title="Atelier",
             version="0.1.0",

@@ -80,8 +80,9 @@ def response_tagger(log: Any) -> Callable[[Message, Scope], Awaitable[None]]:
         if message["type"] != "http.response.start":
             return
         state = scope.setdefault("state", {})
-        # Unrouted requests (404, 405) never reach the middleware: give them an id here.
-        request_id = state.setdefault("request_id", _incoming_id(scope) or uuid.uuid4().hex)
+        request_id = state.get("request_id")
+        if request_id is None:  # unrouted requests (404, 405) never reach the middleware
+            request_id = state["request_id"] = _incoming_id(scope) or uuid.uuid4().hex
         message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
         started = state.get("started")
         log.info(

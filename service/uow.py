@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.persistence.db import SQLITE_BEGIN
+from service.persistence.db import CONNECTION_ERRORS, SQLITE_BEGIN
 from service.persistence.idempotency import IdempotencyRepository
 from service.persistence.jobs import JobRepository
 from service.persistence.staff import BranchRepository, CustomerRepository, UserRepository
@@ -90,9 +89,6 @@ async def _rollback(transaction: Any) -> None:
 
 
 def _connection_lost(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    # InternalClientError: the protocol is in a state it cannot leave (seen on a killed connection).
-    return isinstance(
-        exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-    )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, CONNECTION_ERRORS)

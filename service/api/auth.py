@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.middleware import AuthenticationResult
 from litestar.params import JSONBody
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
@@ -90,10 +90,3 @@ class AuthController(Controller):
             token_extras={"usr": actor.username, "role": actor.role.value, "br": actor.branch_id},
         )
         return TokenOut(encoded, "bearer", int(ttl.total_seconds()))
-
-
-def provide_actor(request: Request[Actor, Any, Any]) -> Actor:
-    return request.user
-
-
-actor_dependency = Provide(provide_actor, sync_to_thread=False)

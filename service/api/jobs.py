@@ -125,7 +125,7 @@ class JobController(Controller):
             body = job_out(job, actor.role)
             return _job_response(body, 201, Location=f"{self.path}/{job.ref}")
 
-        async def operation(uow: Any) -> StoredResponse:
+        async def operation(uow: UnitOfWork) -> StoredResponse:
             job = await jobs.intake(uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher)
             headers = {"Location": f"{self.path}/{job.ref}", "ETag": etag(job.version)}
             return StoredResponse(201, msgspec.to_builtins(job_out(job, actor.role)), headers, fingerprint)

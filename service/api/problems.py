@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -20,8 +19,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
 
 from domain.errors import (
     DomainError,
@@ -33,6 +31,7 @@ from domain.errors import (
     VersionConflict,
 )
 from service.errors import AuthenticationFailed, IdempotencyKeyReused
+from service.persistence.db import CONNECTION_ERRORS
 
 PROBLEM_JSON = "application/problem+json"
 _log = structlog.get_logger("atelier.api")
@@ -145,15 +144,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: on_validation,
     DomainError: on_domain,
     HTTPException: on_http,
-    OperationalError: on_database_unavailable,
-    InterfaceError: on_database_unavailable,
-    PoolTimeout: on_database_unavailable,
-    ConnectionError: on_database_unavailable,
-    OSError: on_database_unavailable,
-    asyncpg.PostgresConnectionError: on_database_unavailable,
-    asyncpg.InterfaceError: on_database_unavailable,
-    asyncpg.InternalClientError: on_database_unavailable,
-    asyncpg.CannotConnectNowError: on_database_unavailable,
+    **dict.fromkeys(CONNECTION_ERRORS, on_database_unavailable),
     Exception: on_unexpected,
 }
 

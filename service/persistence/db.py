@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from service.settings import Settings
+
+# Errors that mean the database connection is gone (server restarted, backend killed), from SQLAlchemy,
+# asyncpg (which the hot paths call directly) or the socket. InternalClientError: asyncpg's protocol is
+# stuck in a state it cannot leave, as seen on a killed connection.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,  # the server is starting up (after a restart)
+)
 
 # Execution option read by the `begin` hook: writers on SQLite take the write lock up front, so two
 # transactions never both read and then fail to upgrade (SQLITE_BUSY that busy_timeout cannot wait out).
@@ -30,8 +47,8 @@ def create_engine(settings: Settings, *, driver_transactions: bool = True) -> As
         **driver_options,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        # No pre-ping (a round trip per checkout): a disconnect invalidates the whole pool, the
-        # request fails cleanly with 503 + Retry-After, and the next checkouts reconnect.
+        # No pre-ping (a round trip per checkout): a dead connection fails its request cleanly (503 +
+        # Retry-After) and is invalidated (`service.uow`), so the pool heals as it is used.
         pool_recycle=1800,
     )
 

@@ -65,6 +65,7 @@ _JOB_FROM = (
 _GET_ANY = select(*_JOB_COLUMNS).select_from(_JOB_FROM).where(job_t.c.id == bindparam("job_id"))
 _GET_ANY_Q = Prepared(_GET_ANY)
 _GET_IN_BRANCH_Q = Prepared(_GET_ANY.where(job_t.c.branch_id == bindparam("branch_id")))
+# The columns a change of the job writes: the keys of `_job_values`.
 _CHANGING = (
     "due_at",
     "stage",

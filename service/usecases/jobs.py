@@ -14,6 +14,7 @@ from domain.errors import InvalidValue, NotPermitted, RuleConflict, VersionConfl
 from domain.model import (
     Actor,
     Assignee,
+    Branch,
     Customer,
     Device,
     EstimateLine,
@@ -74,7 +75,7 @@ async def intake(
     return await uow.jobs.add(job, customer_id, ciphertext)
 
 
-async def _intake_branch(uow: UnitOfWork, actor: Actor, branch_code: str | None):  # type: ignore[no-untyped-def]
+async def _intake_branch(uow: UnitOfWork, actor: Actor, branch_code: str | None) -> Branch:
     if actor.branch_id is not None:
         if branch_code is not None:
             own = await uow.branches.by_id(actor.branch_id)
