@@ -1,0 +1,1 @@
+"""Supplier adapters behind one protocol (`base.SupplierClient`)."""
