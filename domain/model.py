@@ -11,7 +11,7 @@ from typing import Any
 
 from domain.calendar import BusinessCalendar, OpeningHours, zone
 from domain.errors import IllegalTransition, InvalidValue, NotPermitted, RuleConflict
-from domain.stages import CANCELLABLE, TERMINAL, Role, Stage, roles_for, targets
+from domain.stages import CANCELLABLE, PARTS_WAIT_FROM, TERMINAL, Role, Stage, roles_for, targets
 
 REF_PREFIX = "AT-"
 _REF = re.compile(r"^AT-(\d{6,})$", re.IGNORECASE)
@@ -67,6 +67,23 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     NOTE_ADDED = "note_added"
     PASSCODE_REVEALED = "passcode_revealed"
+    PART_ADDED = "part_added"
+    PART_ORDERED = "part_ordered"
+    ETA_REVISED = "eta_revised"
+    PART_BACKORDERED = "part_backordered"
+    PART_SHIPPED = "part_shipped"
+    PART_RECEIVED = "part_received"
+    PART_FITTED = "part_fitted"
+    PART_CANCELLED = "part_cancelled"
+    PARTS_READY = "parts_ready"
+    SUPPLIER_CHOSEN = "supplier_chosen"
+    ORDER_REFUSED = "order_refused"
+    ORDER_CANCELLED = "order_cancelled"
+
+
+# Stages before the repair starts, where the customer's approval may still be pending.
+_BEFORE_REPAIR = (Stage.DIAGNOSING, Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS)
+_ESTIMATING = (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +217,7 @@ class RepairJob:
     preapproved_budget_cents: int | None = None
     outcome: Outcome | None = None
     has_passcode: bool = False
+    work_started_at: datetime | None = None  # first time the repair started: cancelling is over then
     version: int = 1
     branch_code: str = ""  # for display; `branch_id` is what scopes the job
     pending_events: list[JobEvent] = field(default_factory=list)
@@ -251,11 +269,13 @@ class RepairJob:
         if reason:
             raise IllegalTransition(reason, self.allowed_targets(actor.role))
         data: dict[str, Any] = {}
-        if frm in (Stage.DIAGNOSING, Stage.AWAITING_APPROVAL) and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
+        if frm in _BEFORE_REPAIR and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
             self._approve_from_budget_if_needed(now, data)
         if to is Stage.READY_FOR_PICKUP and frm is not Stage.ON_HOLD:
             self.outcome = self._outcome_for_pickup(outcome)
             data["outcome"] = self.outcome.value
+        if to is Stage.REPAIRING and self.work_started_at is None:
+            self.work_started_at = now
         if to is Stage.ON_HOLD:
             self.held_from = frm
         elif frm is Stage.ON_HOLD:
@@ -272,8 +292,8 @@ class RepairJob:
     def set_estimate(self, actor: Actor, lines: Sequence[EstimateLine], now: datetime, note: str | None) -> None:
         if actor.role not in (Role.TECHNICIAN, Role.MANAGER):
             raise NotPermitted("only a technician or a manager writes an estimate")
-        if self.stage not in (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL):
-            raise RuleConflict(f"the estimate cannot change once the job is {self.stage}")
+        if self.stage not in _ESTIMATING or (self.stage is Stage.AWAITING_PARTS and self.approval is not None):
+            raise RuleConflict(f"the estimate cannot change once the job is {self.stage} and approved")
         if not lines:
             raise InvalidValue("lines", "an estimate has at least one line")
         self.estimate = tuple(lines)
@@ -287,7 +307,9 @@ class RepairJob:
         self._changed(JobEvent(EventKind.ESTIMATE_SET, now, actor.username, note=note, data=data))
 
     def record_approval(self, actor: Actor, approved: bool, now: datetime, note: str | None) -> None:
-        if self.stage is not Stage.AWAITING_APPROVAL:
+        # A job waiting for parts before the customer answered (parts were added early) still takes the answer.
+        unanswered = self.stage is Stage.AWAITING_PARTS and bool(self.estimate) and self.approval is None
+        if self.stage is not Stage.AWAITING_APPROVAL and not unanswered:
             raise RuleConflict("the customer's answer is recorded while the job awaits approval")
         self.approval = Approval(approved, actor.username, now, ApprovalSource.STAFF, note)
         data = {"approved": approved, "total_cents": self.estimate_total_cents}
@@ -302,6 +324,26 @@ class RepairJob:
         self.technician = technician
         data = {"from": previous, "to": technician.username if technician else None}
         self._changed(JobEvent(EventKind.ASSIGNED, now, actor.username, data=data))
+
+    def parts_added(self, actor: Actor, skus: Sequence[str], now: datetime) -> None:
+        """Waiting for parts is a fact, not a choice: a job that gets part lines waits for them (approval
+        is still needed before the repair starts)."""
+        if actor.role not in (Role.TECHNICIAN, Role.MANAGER):
+            raise NotPermitted("only a technician or a manager adds parts to a job")
+        held = self.stage is Stage.ON_HOLD and self.held_from in PARTS_WAIT_FROM
+        if self.stage not in PARTS_WAIT_FROM and not held:
+            raise RuleConflict(f"a {self.stage} job takes no more parts")
+        if self.stage is Stage.ON_HOLD:
+            self.held_from = Stage.AWAITING_PARTS
+        elif self.stage is not Stage.AWAITING_PARTS:
+            frm, self.stage = self.stage, Stage.AWAITING_PARTS
+            data = {"reason": "parts_added", "skus": list(skus)}
+            self._changed(JobEvent(EventKind.STAGE_CHANGED, now, actor.username, frm, Stage.AWAITING_PARTS, data=data))
+
+    def record(self, events: Sequence[JobEvent]) -> None:
+        """History that is not a change of the job itself (its parts moved): no new version, so a
+        supplier's update never makes a technician's edit stale."""
+        self.pending_events.extend(events)
 
     def add_note(self, actor: Actor, note: str, now: datetime) -> None:
         self._changed(JobEvent(EventKind.NOTE_ADDED, now, actor.username, note=note))
@@ -327,6 +369,8 @@ class RepairJob:
 
     def _precondition_failure(self, to: Stage, outcome: Outcome | None) -> str | None:
         frm = self.stage
+        if to is Stage.CANCELLED and self.work_started_at is not None:
+            return "work has started: the job can no longer be cancelled"
         if frm is Stage.ON_HOLD:
             if to is Stage.CANCELLED:
                 return None if self.held_from in CANCELLABLE else "work has started: the job can no longer be cancelled"
@@ -335,7 +379,7 @@ class RepairJob:
             return "an estimate is needed before asking for approval"
         if frm is Stage.DIAGNOSING and to in (Stage.AWAITING_PARTS, Stage.REPAIRING) and not self.within_budget:
             return "skipping approval needs an estimate within the pre-approved budget"
-        if frm is Stage.AWAITING_APPROVAL and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
+        if frm in (Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS) and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
             if self.approval is not None and not self.approval.approved:
                 return "the customer declined the estimate"
             if self.approval is None and not self.within_budget:

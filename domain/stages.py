@@ -38,6 +38,19 @@ CANCELLABLE: frozenset[Stage] = frozenset(
 # Stages where a technician works on the device; the queue and "who works on it" rely on this.
 BENCH: frozenset[Stage] = frozenset({Stage.DIAGNOSING, Stage.REPAIRING, Stage.QUALITY_CHECK})
 
+# Not staff moves: a job that gets part lines starts waiting for them from any of these stages (a repair
+# may find it needs one more part). Recorded as a stage change with reason "parts_added".
+PARTS_WAIT_FROM: frozenset[Stage] = frozenset(
+    {
+        Stage.RECEIVED,
+        Stage.DIAGNOSING,
+        Stage.AWAITING_APPROVAL,
+        Stage.AWAITING_PARTS,
+        Stage.REPAIRING,
+        Stage.QUALITY_CHECK,
+    }
+)
+
 _ALL = frozenset(Role)
 _BENCH_ROLES = frozenset({Role.TECHNICIAN, Role.MANAGER})
 _DESK_ROLES = frozenset({Role.FRONT_DESK, Role.MANAGER})
@@ -58,6 +71,8 @@ TRANSITIONS: dict[tuple[Stage, Stage], frozenset[Role]] = {
     (S.AWAITING_APPROVAL, S.READY_FOR_PICKUP): _ALL,
     (S.AWAITING_PARTS, S.REPAIRING): _BENCH_ROLES,
     (S.REPAIRING, S.QUALITY_CHECK): _BENCH_ROLES,
+    # The repair found it needs another part.
+    (S.REPAIRING, S.AWAITING_PARTS): _BENCH_ROLES,
     (S.REPAIRING, S.READY_FOR_PICKUP): _BENCH_ROLES,  # only as not_repaired
     (S.QUALITY_CHECK, S.REPAIRING): _BENCH_ROLES,  # failed check: back to the bench
     (S.QUALITY_CHECK, S.READY_FOR_PICKUP): _BENCH_ROLES,

@@ -18,11 +18,15 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.model import Actor
+from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
+from integrations.suppliers.registry import SupplierClients
 from service.api.auth import AuthController, build_jwt_auth
 from service.api.context import RequestContext
 from service.api.health import HealthController
 from service.api.jobs import JobController
+from service.api.parts import JobPartsController, PartsController, SupplierOrderController
 from service.api.problems import EXCEPTION_HANDLERS
+from service.api.suppliers import SupplierController, WebhookController
 from service.errors import ConfigurationError
 from service.logging import RequestIdMiddleware, configure_logging, response_tagger
 from service.persistence.db import create_engine
@@ -57,6 +61,17 @@ def required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
     return secret, PasscodeCipher(settings.passcode_keys.get_secret_value())
 
 
+def supplier_clients(settings: Settings) -> SupplierClients:
+    """One client per supplier for the process. Breakers and rate limits live in this process for now
+    (a shared store across processes is a drop-in `BreakerStore`/`RateLimiter`)."""
+    return SupplierClients(
+        allow_private=settings.allow_private_supplier_urls,
+        breakers=InMemoryBreakerStore(),
+        limiter=InMemoryRateLimiter(),
+        settings=settings.supplier_http,
+    )
+
+
 def _request_id_outermost(app_config: AppConfig) -> AppConfig:
     app_config.middleware.insert(0, DefineMiddleware(RequestIdMiddleware))
     return app_config
@@ -73,6 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         # Built here, not at import: each server worker process gets its own pool.
         engine = create_engine(settings)
         app.state.db = Database(engine)
+        app.state.suppliers = supplier_clients(settings)
         # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
         # and collect young objects less often. Full collections over a big heap were the p99 tail.
         gc.collect()
@@ -81,6 +97,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         try:
             yield
         finally:
+            await app.state.suppliers.aclose()
             await engine.dispose()
 
     def provide_db(state: State) -> Database:
@@ -88,10 +105,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         return db
 
     def provide_ctx(request: Request[Actor, Any, Any]) -> RequestContext:
-        return RequestContext(request.user, request.app.state.db, settings, cipher, clock)
+        state = request.app.state
+        return RequestContext(request.user, state.db, settings, cipher, clock, state.suppliers)
 
     return Litestar(
-        route_handlers=[HealthController, AuthController, JobController],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            JobController,
+            JobPartsController,
+            PartsController,
+            SupplierController,
+            SupplierOrderController,
+            WebhookController,
+        ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
@@ -103,7 +130,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         before_send=[response_tagger(structlog.get_logger("atelier.access").bind())],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        state=State({"jwt_auth": jwt_auth}),
+        # What handlers without a staff user (supplier webhooks) need.
+        state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings}),
         openapi_config=OpenAPIConfig(
             title="Atelier",
             version="0.1.0",

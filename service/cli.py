@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import secrets
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +20,7 @@ from pydantic import ValidationError
 
 from domain.errors import DomainError
 from domain.stages import Role
+from integrations.webhooks import new_secret
 from service.app import required_secrets, utc_now
 from service.errors import ConfigurationError
 from service.persistence import migrate
@@ -58,14 +63,18 @@ def main() -> None:
 # --- serve ------------------------------------------------------------------------------------
 
 
-def _demo_secrets(settings: Settings) -> None:
+def _demo_secrets(settings: Settings) -> str:
     """Generate demo keys once and keep them beside the database, so a restart can still read the
     passcodes it stored. Exported to the environment so every server worker process shares them."""
     folder = settings.sqlite_path.parent if settings.sqlite_path else Path.cwd()
     path = folder / DEMO_SECRETS_FILE
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if not stored:
-        stored = {"jwt_secret": secrets.token_urlsafe(48), "passcode_keys": PasscodeCipher.generate_key()}
+    if set(stored) != {"jwt_secret", "passcode_keys", "webhook_secret"}:
+        stored = {
+            "jwt_secret": stored.get("jwt_secret") or secrets.token_urlsafe(48),
+            "passcode_keys": stored.get("passcode_keys") or PasscodeCipher.generate_key(),
+            "webhook_secret": stored.get("webhook_secret") or new_secret(),
+        }
         folder.mkdir(parents=True, exist_ok=True)
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
             json.dump(stored, out)
@@ -73,6 +82,9 @@ def _demo_secrets(settings: Settings) -> None:
         os.environ["ATELIER_JWT_SECRET"] = stored["jwt_secret"]
     if settings.passcode_keys is None:
         os.environ["ATELIER_PASSCODE_KEYS"] = stored["passcode_keys"]
+    # The demo's suppliers are the sandbox on this machine: a private address, allowed for the demo only.
+    os.environ["ATELIER_ALLOW_PRIVATE_SUPPLIER_URLS"] = "true"
+    return stored["webhook_secret"]
 
 
 def _prepare_database(settings: Settings) -> None:
@@ -82,47 +94,95 @@ def _prepare_database(settings: Settings) -> None:
         raise click.ClickException("the database schema is not current: run `atelier db upgrade` first")
 
 
-def _seed_demo(settings: Settings) -> None:
-    from service.demo import DEMO_PASSWORD, USERS, seed_demo
+def _seed_demo(settings: Settings, sandbox_url: str, webhook_secret: str) -> dict[str, int]:
+    """Seed the demo data; returns the demo suppliers' ids by sandbox tenant."""
+    from service.demo import DEMO_PASSWORD, SUPPLIERS, USERS, seed_demo
 
     assert settings.passcode_keys is not None
     cipher = PasscodeCipher(settings.passcode_keys.get_secret_value())
 
-    async def run() -> int:
+    async def run() -> tuple[int, dict[str, int]]:
         engine = create_engine(settings)
         try:
-            return await seed_demo(Database(engine), cipher, settings, utc_now)
+            db = Database(engine)
+            created = await seed_demo(
+                db, cipher, settings, utc_now, sandbox_url=sandbox_url, webhook_secret=webhook_secret
+            )
+            async with db.transaction(write=False) as uow:
+                ids = {s.supplier.name: s.supplier.id for s in await uow.suppliers.list()}
+            return created, {tenant: ids[name] for name, _, tenant in SUPPLIERS if name in ids}
         finally:
             await engine.dispose()
 
-    created = asyncio.run(run())
+    created, tenants = asyncio.run(run())
     click.echo(f"Demo data ready ({created} new jobs). Logins, all with the password {DEMO_PASSWORD!r}:")
     for username, role, branch in USERS:
         click.echo(f"  {username:<18} {role.value:<11} {branch or 'all branches'}")
+    return tenants
+
+
+def _start_demo_sandbox(port: int) -> subprocess.Popen[bytes] | None:
+    """The demo's suppliers: a sandbox child process, unless something already listens on the port."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            click.echo(f"Port {port} is in use: using the supplier sandbox already running there")
+            return None
+    command = [sys.executable, "-m", "service.cli", "sandbox", "supplier", "--port", str(port)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603 (our own CLI)
+    atexit.register(child.terminate)
+    return child
+
+
+def _point_sandbox_webhooks(sandbox_url: str, atelier_url: str, tenants: dict[str, int], secret: str) -> None:
+    """Make each demo tenant push signed webhooks to its supplier's endpoint, once the sandbox answers.
+    Done before the server forks its workers: a thread alive at fork time could leave them a held lock."""
+    import httpx
+
+    with httpx.Client(timeout=2) as client:
+        for _ in range(150):
+            try:
+                for tenant, supplier_id in tenants.items():
+                    url = f"{atelier_url}/api/v1/webhooks/suppliers/{supplier_id}"
+                    response = client.post(
+                        f"{sandbox_url}/t/{tenant}/_sandbox/webhooks", json={"url": url, "secret": secret}
+                    )
+                    response.raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    click.echo("The supplier sandbox did not answer: its webhooks are not configured", err=True)
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default ATELIER_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default ATELIER_PORT or 8000).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes.")
-@click.option("--demo", is_flag=True, help="Seed demo branches, logins and jobs; generate keys if none are set.")
-def serve(host: str | None, port: int | None, workers: int, demo: bool) -> None:
+@click.option(
+    "--demo", is_flag=True, help="Seed demo data and run the supplier sandbox; generate keys if none are set."
+)
+@click.option("--sandbox-port", type=int, default=9100, show_default=True, help="The demo's supplier sandbox port.")
+def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_port: int) -> None:
     """Run the API server."""
     settings = _settings()
+    webhook_secret = ""
     if demo:
-        _demo_secrets(settings)
+        webhook_secret = _demo_secrets(settings)
         settings = _settings()
     try:
         required_secrets(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     _prepare_database(settings)
+    address, listen_port = host or settings.host, port or settings.port
     if demo:
-        _seed_demo(settings)
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        tenants = _seed_demo(settings, sandbox_url, webhook_secret)
+        _start_demo_sandbox(sandbox_port)
+        _point_sandbox_webhooks(sandbox_url, f"http://127.0.0.1:{listen_port}", tenants, webhook_secret)
+        click.echo(f"Supplier sandbox on {sandbox_url} (suppliers: {', '.join(tenants)})")
     from granian import Granian
     from granian.constants import Interfaces
 
-    address, listen_port = host or settings.host, port or settings.port
     click.echo(f"Atelier on http://{address}:{listen_port} (API under /api/v1, OpenAPI at /schema)")
     Granian(
         "service.app:create_app",
@@ -250,6 +310,73 @@ def user_create(username: str, role: str, branch_code: str | None, password_stdi
         _settings(), lambda uow: create_user(uow, username, password, Role(role), branch_code, now=utc_now())
     )
     click.echo(f"user {username} created")
+
+
+# --- sandbox -------------------------------------------------------------------------------------
+
+
+@main.group()
+def sandbox() -> None:
+    """Stand-ins for the outside world, for development and tests."""
+
+
+@sandbox.command("supplier")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9100, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="Prices, lead times, stock and dice follow it.")
+@click.option("--api-key", default=None, help="The only bearer key accepted (default: any non-empty key).")
+@click.option("--latency-ms", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--rate-429", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--eta-slip-hours", type=int, default=0, show_default=True)
+@click.option("--backorder-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--partial-ship", is_flag=True, help="Shipping ships half (rounded up) of each line.")
+@click.option("--webhook-url", default=None, help="Push events here (with --webhook-secret).")
+@click.option("--webhook-secret", default=None, help="whsec_<base64>, to sign the pushes.")
+def sandbox_supplier(
+    host: str,
+    port: int,
+    seed: int,
+    api_key: str | None,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    **faults: Any,
+) -> None:
+    """A fake parts supplier (REST API, CSV feed, webhooks, faults), many tenants in one process.
+
+    The fault options are every tenant's defaults; see /_sandbox/faults to change them per tenant."""
+    from integrations.sandbox.config import ENV_VAR, SandboxConfig
+    from integrations.sandbox.faults import Faults
+    from integrations.sandbox.webhooks import secret_key
+
+    if (webhook_url is None) != (webhook_secret is None):
+        raise click.UsageError("--webhook-url and --webhook-secret go together")
+    if webhook_secret is not None:
+        try:
+            secret_key(webhook_secret)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--webhook-secret") from exc
+    config = SandboxConfig(
+        seed=seed, api_key=api_key, faults=Faults(**faults), webhook_url=webhook_url, webhook_secret=webhook_secret
+    )
+    # Granian imports the app in its worker process: the configuration travels in the environment.
+    os.environ[ENV_VAR] = config.to_env()
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    base = f"http://{host}:{port}"
+    click.echo(f"Supplier sandbox on {base} (tenant 'default'); any other tenant at {base}/t/<name>")
+    Granian(
+        "integrations.sandbox.app:create_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,  # the state is in this one process's memory
+        respawn_failed_workers=False,  # a respawn would silently forget every order: better to stop
+        log_access=False,
+    ).serve()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Demo data: two branches, five staff logins and a dozen jobs in various stages.
+"""Demo data: two branches, five staff logins, a dozen jobs in various stages, the parts catalogue and three
+suppliers served by the supplier sandbox (two REST APIs and a CSV feed).
 
 Seeding goes through the same use cases as the API, so the jobs have real histories. It is
 idempotent: each branch, user and job is looked up before it is created.
@@ -16,12 +17,16 @@ from stdnum import luhn
 
 from domain.identifiers import normalise_phone
 from domain.model import Actor, Customer, Device, EstimateLine, FaultCategory, LineKind, Tier
+from domain.parts import Part
 from domain.stages import Role, Stage
+from integrations.sandbox.catalogue import CATALOGUE
+from integrations.suppliers.base import AdapterKind
 from service.persistence.tables import job_t
 from service.secrets import PasscodeCipher
 from service.settings import Settings
 from service.uow import Database, UnitOfWork
-from service.usecases import jobs, staff
+from service.usecases import jobs, parts, staff, suppliers
+from service.usecases.parts import LineRequest
 
 DEMO_PASSWORD = "atelier-demo"  # noqa: S105 (published demo login, never used outside --demo)
 WEEKDAYS_0900_1900 = {d: [["09:00", "19:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
@@ -38,6 +43,15 @@ USERS = (
     ("tech.guilherand", Role.TECHNICIAN, "guilherand"),
     ("manager", Role.MANAGER, None),
 )
+
+
+# (name, adapter, sandbox tenant): two suppliers that quote differently, and a stock feed.
+SUPPLIERS = (
+    ("FastParts", AdapterKind.REST_JSON, "fastparts"),
+    ("BudgetParts", AdapterKind.REST_JSON, "budgetparts"),
+    ("FeedParts", AdapterKind.CSV_FEED, "feedparts"),
+)
+DEMO_SUPPLIER_KEY = "demo-key"
 
 
 def demo_imei(n: int) -> str:
@@ -104,7 +118,7 @@ DEMO_JOBS = (
         Tier.EXPRESS,
         25000,
         "0000",
-        steps=("diagnosing", ("estimate", _SCREEN), "awaiting_parts"),
+        steps=("diagnosing", ("estimate", _SCREEN), "awaiting_parts", ("parts", "IPH13-SCREEN-OLED")),
     ),
     DemoJob(
         "valence",
@@ -174,8 +188,17 @@ DEMO_JOBS = (
 )
 
 
-async def seed_demo(db: Database, cipher: PasscodeCipher, settings: Settings, now: Callable[[], datetime]) -> int:
+async def seed_demo(
+    db: Database,
+    cipher: PasscodeCipher,
+    settings: Settings,
+    now: Callable[[], datetime],
+    *,
+    sandbox_url: str,
+    webhook_secret: str,
+) -> int:
     """Create what is missing of the demo data; returns how many jobs were created."""
+    await _seed_parts_and_suppliers(db, cipher, settings, now(), sandbox_url, webhook_secret)
     async with db.transaction() as uow:
         for code, name, tz, hours in BRANCHES:
             if await uow.branches.by_code(code) is None:
@@ -188,6 +211,30 @@ async def seed_demo(db: Database, cipher: PasscodeCipher, settings: Settings, no
         async with db.transaction() as uow:
             created += await _seed_job(uow, n, demo, cipher, settings, now)
     return created
+
+
+async def _seed_parts_and_suppliers(
+    db: Database, cipher: PasscodeCipher, settings: Settings, now: datetime, sandbox_url: str, webhook_secret: str
+) -> None:
+    manager = Actor(0, "demo", Role.MANAGER, None)
+    async with db.transaction() as uow:
+        known = await uow.catalogue.existing(p.sku for p in CATALOGUE)
+        for item in CATALOGUE:
+            if item.sku not in known:
+                await parts.add_part(uow, manager, Part(item.sku, item.description, item.models), now=now)
+        existing = {s.supplier.name for s in await uow.suppliers.list()}
+        for name, adapter, tenant in SUPPLIERS:
+            if name in existing:
+                continue
+            cmd = suppliers.SupplierCommand(
+                name=name,
+                adapter=adapter,
+                base_url=f"{sandbox_url}/t/{tenant}",
+                api_key=DEMO_SUPPLIER_KEY,
+                webhook_secrets=[webhook_secret],
+                poll_interval_seconds=300,
+            )
+            await suppliers.create_supplier(uow, manager, cmd, now=now, cipher=cipher, allow_private=True)
 
 
 async def _actor(uow: UnitOfWork, username: str) -> Actor:
@@ -224,4 +271,9 @@ async def _seed_job(
             job = await jobs.set_estimate(uow, tech, job.ref, job.version, step[1], now=now())
         elif step[0] == "approve":
             job = await jobs.record_approval(uow, desk, job.ref, job.version, step[1], now=now())
+        elif step[0] == "parts":
+            view, _ = await parts.add_lines(
+                uow, tech, job.ref, [LineRequest(step[1], 1)], now=now(), sla=settings.sla_policy
+            )
+            job = view.job
     return 1

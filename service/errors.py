@@ -15,3 +15,13 @@ class IdempotencyKeyReused(DomainError):
 
 class AuthenticationFailed(DomainError):
     """Wrong username or password (never says which)."""
+
+
+class SupplierFailure(DomainError):
+    """A supplier could not do what we asked: unreachable (503, retry later) or refused (409)."""
+
+    def __init__(self, supplier: str, reason: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(f"{supplier}: {reason}")
+        self.supplier = supplier
+        self.status = status
+        self.retry_after = retry_after

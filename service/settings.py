@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.sla import SlaPolicy
+from integrations.http import HttpSettings
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./atelier.db"
 
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
 
+    # Suppliers. Private/loopback supplier URLs are refused (SSRF) unless this is set: the sandbox and tests.
+    allow_private_supplier_urls: bool = False
+    supplier_deadline_seconds: float = Field(20.0, gt=0, le=120)  # one supplier call, retries included
+    supplier_max_attempts: int = Field(3, ge=1, le=10)
+    webhook_tolerance_seconds: int = Field(300, ge=30, le=3600)  # Standard Webhooks: ±5 minutes
+    webhook_retention_days: int = Field(14, ge=7, le=365)  # redeliveries must still find their id
+    sla_express_repair_hours: float = Field(1.0, gt=0, le=24 * 7)  # bench time once the parts are in
+    sla_standard_repair_hours: float = Field(8.0, gt=0, le=24 * 30)
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
@@ -55,7 +65,16 @@ class Settings(BaseSettings):
 
     @cached_property
     def sla_policy(self) -> SlaPolicy:
-        return SlaPolicy(express_hours=self.sla_express_hours, standard_days=self.sla_standard_days)
+        return SlaPolicy(
+            express_hours=self.sla_express_hours,
+            standard_days=self.sla_standard_days,
+            express_repair_hours=self.sla_express_repair_hours,
+            standard_repair_hours=self.sla_standard_repair_hours,
+        )
+
+    @property
+    def supplier_http(self) -> HttpSettings:
+        return HttpSettings(deadline=self.supplier_deadline_seconds, max_attempts=self.supplier_max_attempts)
 
     @property
     def effective_log_format(self) -> Literal["console", "json"]:

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.persistence.db import CONNECTION_ERRORS, SQLITE_BEGIN
 from service.persistence.idempotency import IdempotencyRepository
 from service.persistence.jobs import JobRepository
+from service.persistence.parts import CatalogueRepository, LineRepository, OrderRepository
 from service.persistence.staff import BranchRepository, CustomerRepository, UserRepository
 from service.persistence.statements import Runner
+from service.persistence.suppliers import SupplierRepository
 
 
 class UnitOfWork:
@@ -30,6 +32,10 @@ class UnitOfWork:
         self.users = UserRepository(conn)
         self.customers = CustomerRepository(runner)
         self.idempotency = IdempotencyRepository(conn)
+        self.catalogue = CatalogueRepository(runner)
+        self.lines = LineRepository(runner)
+        self.orders = OrderRepository(runner, self.lines)
+        self.suppliers = SupplierRepository(runner)
 
 
 class Database:

@@ -24,10 +24,25 @@ from domain.stages import Role
 from service.app import create_app
 from service.persistence import migrate
 from service.persistence.db import create_engine
-from service.persistence.tables import customer_t, event_t, idempotency_t, job_t
+from service.persistence.tables import (
+    customer_t,
+    event_t,
+    idempotency_t,
+    job_t,
+    line_t,
+    order_t,
+    part_t,
+    revision_t,
+    supplier_sku_t,
+    supplier_stock_t,
+    supplier_t,
+    webhook_t,
+)
 from service.settings import Settings
 from service.uow import Database
 from service.usecases import staff
+
+pytest_plugins = ["tests.sandbox_fixture"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("ATELIER_TEST_DATABASE_URL")
@@ -45,6 +60,23 @@ STAFF = (
     ("desk.guilherand", Role.FRONT_DESK, "guilherand"),
     ("tech.guilherand", Role.TECHNICIAN, "guilherand"),
     ("manager", Role.MANAGER, None),
+)
+
+
+# Children before parents (foreign keys).
+CLEANED = (
+    webhook_t,
+    revision_t,
+    line_t,
+    order_t,
+    supplier_stock_t,
+    supplier_sku_t,
+    supplier_t,
+    part_t,
+    event_t,
+    idempotency_t,
+    job_t,
+    customer_t,
 )
 
 
@@ -94,6 +126,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         passcode_keys=PASSCODE_KEY,
         log_level="WARNING",
         log_format="console",
+        allow_private_supplier_urls=True,  # the supplier sandbox listens on 127.0.0.1
     )
     if not configured.is_sqlite:
         asyncio.run(_reset_postgres(configured))
@@ -131,7 +164,7 @@ async def clean_db(settings: Settings) -> AsyncIterator[None]:
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
-            for table in (event_t, idempotency_t, job_t, customer_t):
+            for table in CLEANED:
                 await conn.execute(delete(table))
     finally:
         await engine.dispose()

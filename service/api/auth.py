@@ -23,7 +23,8 @@ from service.api.schemas import TokenIn, TokenOut
 from service.uow import Database
 from service.usecases import staff
 
-PUBLIC_PATHS = ["^/health", "^/schema", "^/api/v1/auth/token$"]
+# Supplier webhooks authenticate by signature (Standard Webhooks), not by a staff token.
+PUBLIC_PATHS = ["^/health", "^/schema", "^/api/v1/auth/token$", "^/api/v1/webhooks/suppliers/"]
 
 
 async def _actor_from_token(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> Actor | None:

@@ -12,6 +12,7 @@ from domain.model import Actor
 from service.secrets import PasscodeCipher
 from service.settings import Settings
 from service.uow import Database
+from service.usecases.sourcing import ClientProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +22,4 @@ class RequestContext:
     settings: Settings
     cipher: PasscodeCipher
     clock: Callable[[], datetime]
+    suppliers: ClientProvider

@@ -30,7 +30,7 @@ from domain.errors import (
     RuleConflict,
     VersionConflict,
 )
-from service.errors import AuthenticationFailed, IdempotencyKeyReused
+from service.errors import AuthenticationFailed, IdempotencyKeyReused, SupplierFailure
 from service.persistence.db import CONNECTION_ERRORS
 
 PROBLEM_JSON = "application/problem+json"
@@ -107,6 +107,11 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dic
     if isinstance(exc, IllegalTransition):
         extra["allowed"] = exc.allowed
     headers = {"WWW-Authenticate": "Bearer"} if status == HTTP_401_UNAUTHORIZED else None
+    if isinstance(exc, SupplierFailure):
+        status, slug, title = exc.status, "supplier", "The supplier could not do it"
+        extra["supplier"] = exc.supplier
+        if exc.retry_after is not None or status == HTTP_503_SERVICE_UNAVAILABLE:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after or 5)))}
     return problem(request, status, title, exc.detail, slug, headers, **extra)
 
 

@@ -74,6 +74,7 @@ _CHANGING = (
     "estimate",
     "approval",
     "outcome",
+    "work_started_at",
     "version",
     "updated_at",
 )
@@ -223,10 +224,13 @@ class JobRepository:
         await self._flush_events(job)
 
     async def _flush_events(self, job: RepairJob) -> None:
-        if not job.pending_events:
-            return
-        await self._run.execute_many(_INSERT_EVENT_Q, [_event_values(job.id, e) for e in job.pending_events])
+        await self.add_events(job.id or 0, job.pending_events)
         job.pending_events.clear()
+
+    async def add_events(self, job_id: int, events: Sequence[JobEvent]) -> None:
+        """History of a job recorded without loading it (its parts moved: a webhook, a receipt)."""
+        if events:
+            await self._run.execute_many(_INSERT_EVENT_Q, [_event_values(job_id, e) for e in events])
 
 
 # --- mapping -------------------------------------------------------------------------------
@@ -241,6 +245,7 @@ def _job_values(job: RepairJob) -> dict[str, Any]:
         "estimate": [line.as_data() for line in job.estimate],
         "approval": _approval_to_dict(job.approval),
         "outcome": job.outcome.value if job.outcome else None,
+        "work_started_at": job.work_started_at,
         "version": job.version,
         "updated_at": job.updated_at,
     }
@@ -278,6 +283,7 @@ def _to_job(row: Mapping[str, Any]) -> RepairJob:
     )
     return RepairJob(
         id=row["id"],
+        work_started_at=row["work_started_at"],
         branch_id=row["branch_id"],
         branch_code=row["branch_code"],
         customer=Customer(

@@ -110,6 +110,7 @@ class RepairJobRow(SQLModel, table=True):
     approval: dict[str, Any] | None = _json(nullable=True)
     preapproved_budget_cents: int | None = Field(default=None, sa_type=BigInteger)
     outcome: str | None = Field(default=None, max_length=20)
+    work_started_at: datetime | None = _utc(nullable=True)  # first entered repairing: no cancelling after
     passcode_ciphertext: str | None = Field(default=None, sa_type=Text)
     version: int = 1
     created_at: datetime = _utc()
@@ -146,24 +147,183 @@ class IdempotencyRow(SQLModel, table=True):
     created_at: datetime = _utc(index=True)
 
 
+class PartRow(SQLModel, table=True):
+    """Our catalogue: our SKU, what it is, the device models it fits."""
+
+    __tablename__ = "part"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    description: str = Field(max_length=200)
+    models: list[str] = _json()
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class SupplierRow(SQLModel, table=True):
+    """A supplier and how to reach it. Credentials and webhook secrets are Fernet-encrypted (never
+    returned by the API); `last_ok_at`/`stale_since` say how fresh its data is."""
+
+    __tablename__ = "supplier"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120, unique=True)
+    adapter: str = Field(max_length=20)
+    base_url: str = Field(max_length=500)
+    credentials_ciphertext: str | None = Field(default=None, sa_type=Text)
+    webhook_secrets_ciphertext: str | None = Field(default=None, sa_type=Text)
+    poll_interval_seconds: int = 900
+    rate_limit_per_minute: int = 60
+    active: bool = True
+    last_ok_at: datetime | None = _utc(nullable=True)
+    stale_since: datetime | None = _utc(nullable=True)
+    version: int = 1
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class SupplierSkuRow(SQLModel, table=True):
+    """A supplier's SKU mapped to ours (`sku` NULL: seen but not mapped yet, listed for review)."""
+
+    __tablename__ = "supplier_sku"
+
+    supplier_id: int = Field(foreign_key="supplier.id", primary_key=True)
+    supplier_sku: str = Field(primary_key=True, max_length=100)
+    sku: str | None = Field(default=None, foreign_key="part.sku", index=True, max_length=64)
+    updated_at: datetime = _utc()
+
+
+class SupplierStockRow(SQLModel, table=True):
+    """The latest stock a supplier reported for one of its SKUs (webhook or poll), newest fact wins."""
+
+    __tablename__ = "supplier_stock"
+
+    supplier_id: int = Field(foreign_key="supplier.id", primary_key=True)
+    supplier_sku: str = Field(primary_key=True, max_length=100)
+    available: int
+    price_cents: int | None = Field(default=None, sa_type=BigInteger)
+    currency: str | None = Field(default=None, max_length=3)
+    eta: datetime | None = _utc(nullable=True)
+    observed_at: datetime = _utc()  # when the supplier says it was true
+    updated_at: datetime = _utc()
+
+
+class SupplierOrderRow(SQLModel, table=True):
+    __tablename__ = "supplier_order"
+    __table_args__ = (Index("ix_supplier_order_branch_status", "branch_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    supplier_id: int = Field(foreign_key="supplier.id", index=True)
+    branch_id: int = Field(foreign_key="branch.id")
+    job_id: int = Field(foreign_key="repair_job.id", index=True)
+    supplier_ref: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=20)
+    tracking_number: str | None = Field(default=None, max_length=100)
+    choice_reason: str = Field(sa_type=Text)
+    placed_by: str = Field(max_length=150)
+    placed_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class PartLineRow(SQLModel, table=True):
+    __tablename__ = "part_line"
+    __table_args__ = (
+        # The late-parts list and the workers scan open lines by ETA.
+        Index("ix_part_line_status_eta", "status", "eta"),
+        Index("ix_part_line_branch_status", "branch_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="repair_job.id", index=True)
+    branch_id: int = Field(foreign_key="branch.id")
+    sku: str = Field(max_length=64, foreign_key="part.sku")
+    quantity: int
+    status: str = Field(max_length=20)
+    supplier_id: int | None = Field(default=None, foreign_key="supplier.id", index=True)
+    supplier_sku: str | None = Field(default=None, max_length=100)
+    order_id: int | None = Field(default=None, foreign_key="supplier_order.id", index=True)
+    unit_price_cents: int | None = Field(default=None, sa_type=BigInteger)
+    promised_at: datetime | None = _utc(nullable=True)
+    eta: datetime | None = _utc(nullable=True)
+    shipped_quantity: int = 0
+    received_quantity: int = 0
+    received_at: datetime | None = _utc(nullable=True)
+    fact_at: datetime | None = _utc(nullable=True)
+    status_fact_at: datetime | None = _utc(nullable=True)
+    cancel_reason: str | None = Field(default=None, sa_type=Text)
+    cancelled_by_supplier: bool = False
+    version: int = 1
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class EtaRevisionRow(SQLModel, table=True):
+    """Every time a line's ETA moved: the promise history that scorecards and the late list read."""
+
+    __tablename__ = "eta_revision"
+    __table_args__ = (Index("ix_eta_revision_supplier_learned", "supplier_id", "learned_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int = Field(foreign_key="part_line.id", index=True)
+    supplier_id: int | None = Field(default=None, foreign_key="supplier.id")
+    source: str = Field(max_length=10)
+    learned_at: datetime = _utc()
+    old_eta: datetime | None = _utc(nullable=True)
+    new_eta: datetime = _utc()
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """A supplier webhook we applied, unique per supplier and webhook-id: a redelivery finds it here."""
+
+    __tablename__ = "webhook_event"
+
+    supplier_id: int = Field(foreign_key="supplier.id", primary_key=True)
+    webhook_id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=40)
+    received_at: datetime = _utc(index=True)
+
+
 branch_t = BranchRow.__table__  # type: ignore[attr-defined]
 user_t = StaffUserRow.__table__  # type: ignore[attr-defined]
 customer_t = CustomerRow.__table__  # type: ignore[attr-defined]
 job_t = RepairJobRow.__table__  # type: ignore[attr-defined]
 event_t = JobEventRow.__table__  # type: ignore[attr-defined]
 idempotency_t = IdempotencyRow.__table__  # type: ignore[attr-defined]
+part_t = PartRow.__table__  # type: ignore[attr-defined]
+supplier_t = SupplierRow.__table__  # type: ignore[attr-defined]
+supplier_sku_t = SupplierSkuRow.__table__  # type: ignore[attr-defined]
+supplier_stock_t = SupplierStockRow.__table__  # type: ignore[attr-defined]
+order_t = SupplierOrderRow.__table__  # type: ignore[attr-defined]
+line_t = PartLineRow.__table__  # type: ignore[attr-defined]
+revision_t = EtaRevisionRow.__table__  # type: ignore[attr-defined]
+webhook_t = WebhookEventRow.__table__  # type: ignore[attr-defined]
 
 __all__ = [
     "BranchRow",
     "CustomerRow",
+    "EtaRevisionRow",
     "IdempotencyRow",
     "JobEventRow",
+    "PartLineRow",
+    "PartRow",
     "RepairJobRow",
     "StaffUserRow",
+    "SupplierOrderRow",
+    "SupplierRow",
+    "SupplierSkuRow",
+    "SupplierStockRow",
+    "WebhookEventRow",
     "branch_t",
     "customer_t",
     "event_t",
     "idempotency_t",
     "job_t",
+    "line_t",
+    "order_t",
+    "part_t",
+    "revision_t",
+    "supplier_sku_t",
+    "supplier_stock_t",
+    "supplier_t",
     "user_t",
+    "webhook_t",
 ]

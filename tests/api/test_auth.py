@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from litestar import Litestar
 
+from integrations.webhooks import sign
 from tests.api.helpers import JOBS, assert_problem, create_job, intake_body
-from tests.conftest import JWT_SECRET, PASSWORD, Api
+from tests.conftest import JWT_SECRET, PASSWORD, Api, FakeClock
 
 TOKEN = "/api/v1/auth/token"
+# Supplier webhooks authenticate by their signature (Standard Webhooks), not by a staff token.
+WEBHOOK = "/api/v1/webhooks/suppliers/{supplier_id:str}"
+PUBLIC_ROUTES = (TOKEN, WEBHOOK)
 REF = "AT-000001"
+PARTS = "/api/v1/parts"
+SUPPLIERS = "/api/v1/suppliers"
+ORDERS = "/api/v1/supplier-orders"
+SKU = "IPH13-BATTERY"
+
+# Concrete values for the path parameters of the routes (REF is swapped for a real job's reference).
+PATH_VALUES = {
+    "{ref:str}": REF,
+    "{line_id:int}": "1",
+    "{sku:str}": SKU,
+    "{supplier_id:int}": "1",
+    "{supplier_sku:str}": "ACME-1",
+    "{order_id:int}": "1",
+}
+SUPPLIER = {"name": "Acme", "adapter": "rest_json", "base_url": "https://93.184.215.14/", "api_key": "k-123"}
 
 # Every endpoint under /api/v1 that needs a token, with a body that would otherwise be acceptable.
 PROTECTED: list[tuple[str, str, dict[str, object] | None]] = [
@@ -26,7 +47,34 @@ PROTECTED: list[tuple[str, str, dict[str, object] | None]] = [
     ("POST", f"{JOBS}/{REF}/approval", {"approved": True}),
     ("POST", f"{JOBS}/{REF}/assignment", {"technician": "tech.valence"}),
     ("POST", f"{JOBS}/{REF}/notes", {"note": "hello"}),
+    ("GET", f"{JOBS}/{REF}/parts", None),
+    ("POST", f"{JOBS}/{REF}/parts", {"sku": SKU, "quantity": 1}),
+    ("PATCH", f"{JOBS}/{REF}/parts/1", {"status": "cancelled"}),
+    ("POST", f"{JOBS}/{REF}/parts/1/quotes", None),
+    ("POST", f"{JOBS}/{REF}/parts/1/order", {"supplier_id": 1}),
+    ("GET", PARTS, None),
+    ("POST", PARTS, {"sku": SKU, "description": "iPhone 13 battery", "models": ["iPhone 13"]}),
+    ("GET", f"{PARTS}/late", None),
+    ("GET", f"{PARTS}/{SKU}", None),
+    ("PUT", f"{PARTS}/{SKU}", {"description": "iPhone 13 battery", "models": []}),
+    ("GET", SUPPLIERS, None),
+    ("POST", SUPPLIERS, SUPPLIER),
+    ("GET", f"{SUPPLIERS}/1", None),
+    ("PATCH", f"{SUPPLIERS}/1", {"clear_api_key": True}),
+    ("GET", f"{SUPPLIERS}/1/scorecard", None),
+    ("GET", f"{SUPPLIERS}/1/skus", None),
+    ("PUT", f"{SUPPLIERS}/1/skus/ACME-1", {"sku": SKU}),
+    ("GET", ORDERS, None),
+    ("GET", f"{ORDERS}/1", None),
+    ("POST", f"{ORDERS}/1/receipts", {"lines": []}),
+    ("POST", f"{ORDERS}/1/cancel", {"reason": "no longer needed"}),
 ]
+
+
+def _concrete(path: str) -> str:
+    for placeholder, value in PATH_VALUES.items():
+        path = path.replace(placeholder, value)
+    return path.rstrip("/") or "/"
 
 
 def _token(key: str = JWT_SECRET, **claims: object) -> str:
@@ -83,13 +131,16 @@ def test_every_api_endpoint_is_in_the_protected_list(api: Api) -> None:
     app = api.client.app
     assert isinstance(app, Litestar)
     routes = {
-        (method, route.path.replace("{ref:str}", REF).rstrip("/") or "/")
+        (method, _concrete(route.path))
         for route in app.routes
-        if route.path.startswith("/api/v1") and route.path != TOKEN
+        if route.path.startswith("/api/v1") and route.path not in PUBLIC_ROUTES
         for method in route.methods
         if method not in ("HEAD", "OPTIONS")
     }
+    assert not any("{" in path for _, path in routes), routes  # a path parameter PATH_VALUES does not know
     assert routes == {(method, path) for method, path, _ in PROTECTED}
+    # The public routes are still there (and so must be tested elsewhere for their own authentication).
+    assert set(PUBLIC_ROUTES) <= {route.path for route in app.routes}
 
 
 async def test_api_endpoints_need_a_token(api: Api) -> None:
@@ -104,8 +155,61 @@ async def test_api_endpoints_need_a_token(api: Api) -> None:
         assert missing.headers["www-authenticate"] == garbage.headers["www-authenticate"] == "Bearer"
         assert "1234" not in missing.text + garbage.text
     # Nothing was created or changed by any attempt.
-    listed = await api.client.get(JOBS, headers=await api.login("manager.valence"))
+    manager = await api.login("manager.valence")
+    listed = await api.client.get(JOBS, headers=manager)
     assert [(j["ref"], j["version"]) for j in listed.json()["items"]] == [(job["ref"], 1)]
+    assert (await api.client.get(f"{JOBS}/{job['ref']}/parts", headers=manager)).json()["lines"] == []
+    assert (await api.client.get(PARTS, headers=manager)).json() == []
+    assert (await api.client.get(SUPPLIERS, headers=manager)).json() == []
+    assert (await api.client.get(ORDERS, headers=manager)).json()["items"] == []
+
+
+def _stock_event(clock: FakeClock) -> bytes:
+    return json.dumps(
+        {"type": "stock.changed", "timestamp": clock.now.isoformat(), "data": {"sku": "ACME-1", "available": 5}}
+    ).encode()
+
+
+async def test_supplier_webhook_needs_a_signature_not_a_token(api: Api, clock: FakeClock) -> None:
+    """The webhook route is public for tokens, but a push without a valid signature is refused and
+    writes nothing; a staff token does not stand in for the signature."""
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    created = await api.client.post(
+        SUPPLIERS, json={**SUPPLIER, "webhook_secrets": [secret]}, headers=await api.login("manager")
+    )
+    assert created.status_code == 201, created.text
+    supplier_id = created.json()["id"]
+    url = f"/api/v1/webhooks/suppliers/{supplier_id}"
+    body = _stock_event(clock)
+    seconds = str(int(clock.now.timestamp()))
+    staff = await api.login("manager")
+
+    # No signature header at all, with or without a staff token: a malformed push, 400.
+    unsigned = {"content-type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": seconds}
+    assert_problem(await api.client.post(url, content=body, headers=unsigned), 400)
+    assert_problem(await api.client.post(url, content=body, headers={**unsigned, **staff}), 400)
+    assert_problem(await api.client.post(url, content=body, headers=staff), 400)
+
+    # A signature that is not the supplier's: 401, token or not.
+    forged = {**unsigned, "webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode()}
+    assert_problem(await api.client.post(url, content=body, headers=forged), 401)
+    assert_problem(await api.client.post(url, content=body, headers={**forged, **staff}), 401)
+    wrong_key = "whsec_" + base64.b64encode(b"w" * 32).decode()
+    other = {**unsigned, "webhook-signature": sign(wrong_key, "msg_1", int(seconds), body)}
+    assert_problem(await api.client.post(url, content=body, headers=other), 401)
+    # Nothing at all, to a supplier that does not exist: 401.
+    assert_problem(await api.client.post("/api/v1/webhooks/suppliers/999999", content=body), 401)
+
+    skus = await api.client.get(f"{SUPPLIERS}/{supplier_id}/skus", headers=staff)
+    assert skus.json() == []
+
+    # The same push, signed: accepted (so the refusals above were about the signature).
+    signed = {**unsigned, "webhook-signature": sign(secret, "msg_1", int(seconds), body)}
+    accepted = await api.client.post(url, content=body, headers=signed)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json() == {"id": "msg_1", "type": "stock.changed", "outcome": "applied"}
+    skus = await api.client.get(f"{SUPPLIERS}/{supplier_id}/skus", headers=staff)
+    assert [(m["supplier_sku"], m["available"]) for m in skus.json()] == [("ACME-1", 5)]
 
 
 async def test_invalid_tokens_are_401(api: Api) -> None:

@@ -22,7 +22,7 @@ from domain.model import (
     Outcome,
     RepairJob,
 )
-from domain.stages import CANCELLABLE, OPEN, TERMINAL, TRANSITIONS, Role, Stage, roles_for, targets
+from domain.stages import CANCELLABLE, OPEN, PARTS_WAIT_FROM, TERMINAL, TRANSITIONS, Role, Stage, roles_for, targets
 
 from .factories import NOW, make_job
 
@@ -200,7 +200,9 @@ class RepairJobMachine(RuleBasedStateMachine):
         if error is None:
             assert self.job.pending_events[-1].kind is EventKind.ESTIMATE_SET
             assert self.job.estimate == tuple(new_lines)
-            assert before.stage in (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL)
+            assert before.stage in (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL) or (
+                before.stage is Stage.AWAITING_PARTS and before.approval is None
+            )
             assert self.job.approval is None
         elif actor.role is Role.FRONT_DESK:
             assert isinstance(error, NotPermitted)
@@ -210,10 +212,32 @@ class RepairJobMachine(RuleBasedStateMachine):
         now = self.tick()
         before, error = self.attempt(lambda: self.job.record_approval(actor, approved, now, None))
         if error is None:
-            assert before.stage is Stage.AWAITING_APPROVAL
+            assert before.stage is Stage.AWAITING_APPROVAL or (
+                before.stage is Stage.AWAITING_PARTS and before.approval is None and before.estimate
+            )
             assert self.job.pending_events[-1].kind is EventKind.APPROVAL_RECORDED
             assert self.job.approval is not None
             assert self.job.approval.approved is approved
+
+    @rule(actor=actors)
+    def parts_added(self, actor: Actor) -> None:
+        now = self.tick()
+        before = Snapshot.of(self.job)
+        try:
+            self.job.parts_added(actor, ["IPH13-SCREEN-OLED"], now)
+        except DomainError:
+            assert Snapshot.of(self.job) == before
+            return
+        assert actor.role is not Role.FRONT_DESK
+        if before.stage is Stage.ON_HOLD:
+            assert self.job.held_from is Stage.AWAITING_PARTS and self.job.version == before.version
+        elif before.stage is Stage.AWAITING_PARTS:
+            assert self.job.version == before.version  # already waiting: nothing changes
+        else:
+            assert before.stage not in TERMINAL and before.stage is not Stage.READY_FOR_PICKUP
+            assert self.job.stage is Stage.AWAITING_PARTS
+            assert self.job.pending_events[-1].to_stage is Stage.AWAITING_PARTS
+            assert self.job.version == before.version + 1
 
     @rule(actor=actors, technician=st.none() | st.sampled_from(TECHNICIANS))
     def assign(self, actor: Actor, technician: Assignee | None) -> None:
@@ -268,7 +292,9 @@ class RepairJobMachine(RuleBasedStateMachine):
     @invariant()
     def stage_changes_follow_the_table(self) -> None:
         for event in self.job.pending_events:
-            if event.kind is EventKind.STAGE_CHANGED:
+            if event.kind is EventKind.STAGE_CHANGED and event.data.get("reason") == "parts_added":
+                assert event.from_stage in PARTS_WAIT_FROM and event.to_stage is Stage.AWAITING_PARTS
+            elif event.kind is EventKind.STAGE_CHANGED:
                 assert (event.from_stage, event.to_stage) in TRANSITIONS
         moves = [e for e in self.job.pending_events if e.kind is EventKind.STAGE_CHANGED]
         expected_from = Stage.RECEIVED
