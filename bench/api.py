@@ -593,8 +593,9 @@ def _run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+def guarded(name: str, run: Callable[[Processes], dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
+    """Run a benchmark so that every server it started is stopped, however it ends; prints the summary
+    as the last line (one JSON object). Returns the exit code and the summary."""
     procs = Processes()
 
     def terminate(signum: int, _frame: Any) -> None:
@@ -606,17 +607,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C raises KeyboardInterrupt even when started in the background of a script (SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        summary = _run(args, procs)
+        summary = run(procs)
     except BenchError as exc:
-        print(f"\nbench/api.py: {exc}", file=sys.stderr)
-        return 2
+        print(f"\n{name}: {exc}", file=sys.stderr)
+        return 2, None
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return 130, None
     finally:
         procs.stop_all()
-    print(json.dumps(summary, separators=(",", ":")))  # the last line: one JSON object
-    return 0  # a measurement, not a gate: whether the targets are met is in the table and the JSON
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0, summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    code, _ = guarded("bench/api.py", lambda procs: _run(args, procs))
+    return code  # a measurement, not a gate: whether the targets are met is in the table and the JSON
 
 
 if __name__ == "__main__":

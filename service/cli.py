@@ -228,8 +228,8 @@ def passcodes() -> None:
 
 @passcodes.command("rotate")
 def passcodes_rotate() -> None:
-    """Re-encrypt every stored passcode under the first key of ATELIER_PASSCODE_KEYS."""
-    from service.usecases.passcodes import rotate_passcodes
+    """Re-encrypt every stored passcode and supplier secret under the first key of ATELIER_PASSCODE_KEYS."""
+    from service.usecases.passcodes import rotate_data_keys
 
     settings = _settings()
     if settings.passcode_keys is None:
@@ -238,8 +238,27 @@ def passcodes_rotate() -> None:
         cipher = PasscodeCipher(settings.passcode_keys.get_secret_value())
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
-    count = _in_transaction(settings, lambda uow: rotate_passcodes(uow, cipher))
-    click.echo(f"{count} passcodes re-encrypted under the newest key")
+    rotated = _in_transaction(settings, lambda uow: rotate_data_keys(uow, cipher))
+    click.echo(
+        f"{rotated.passcodes} passcodes and the secrets of {rotated.suppliers} suppliers"
+        " re-encrypted under the newest key"
+    )
+
+
+@main.group()
+def webhooks() -> None:
+    """Supplier webhooks received."""
+
+
+@webhooks.command("purge")
+def webhooks_purge() -> None:
+    """Forget webhook ids older than ATELIER_WEBHOOK_RETENTION_DAYS (redeliveries come within days)."""
+    from datetime import timedelta
+
+    settings = _settings()
+    before = utc_now() - timedelta(days=settings.webhook_retention_days)
+    count = _in_transaction(settings, lambda uow: uow.suppliers.purge_webhooks(before))
+    click.echo(f"{count} webhook records older than {settings.webhook_retention_days} days removed")
 
 
 # --- branches and users --------------------------------------------------------------------------

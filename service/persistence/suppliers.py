@@ -160,6 +160,18 @@ class SupplierRepository:
             query = query.where(supplier_t.c.active.is_(True))
         return [_to_stored(row) for row in (await self._conn.execute(query)).mappings()]
 
+    async def stored_secrets(self) -> list[tuple[int, str | None, str | None]]:
+        """Every supplier's encrypted secrets (for key rotation)."""
+        query = select(supplier_t.c.id, supplier_t.c.credentials_ciphertext, supplier_t.c.webhook_secrets_ciphertext)
+        return [(row[0], row[1], row[2]) for row in await self._conn.execute(query)]
+
+    async def replace_secrets(self, supplier_id: int, credentials: str | None, webhook_secrets: str | None) -> None:
+        await self._conn.execute(
+            update(supplier_t)
+            .where(supplier_t.c.id == supplier_id)
+            .values(credentials_ciphertext=credentials, webhook_secrets_ciphertext=webhook_secrets)
+        )
+
     async def webhook_secrets(self, supplier_id: int) -> str | None:
         """The encrypted webhook secrets of an active supplier; None when there is no such supplier."""
         row = await self._run.fetchrow(_SECRETS_Q, {"supplier_id": supplier_id})

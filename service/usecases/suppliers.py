@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from domain.errors import InvalidValue, NotPermitted
@@ -81,21 +81,8 @@ def client_config(stored: StoredSupplier, cipher: PasscodeCipher) -> SupplierCon
 
 
 def view(stored: StoredSupplier, cipher: PasscodeCipher) -> Supplier:
-    s = stored.supplier
-    count = len(webhook_secrets(stored, cipher))
-    return Supplier(
-        s.id,
-        s.name,
-        s.adapter,
-        s.base_url,
-        s.poll_interval_seconds,
-        s.rate_limit_per_minute,
-        s.active,
-        s.has_api_key,
-        count,
-        s.last_ok_at,
-        s.stale_since,
-    )
+    """The supplier as shown: how many webhook secrets it has, never what they are."""
+    return replace(stored.supplier, webhook_secret_count=len(webhook_secrets(stored, cipher)))
 
 
 async def create_supplier(

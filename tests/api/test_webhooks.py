@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from integrations.webhooks import sign
+from service.persistence.db import create_engine
+from service.settings import Settings
+from service.uow import Database
 from tests.api.helpers import PROBLEM_JSON, assert_problem
 from tests.api.parts_helpers import (
     MANAGER,
@@ -592,3 +595,32 @@ async def test_two_simultaneous_deliveries_of_one_event_apply_it_once(
     line = await pusher.line()
     assert line["shipped_quantity"] == 1
     assert len(await events_of(live_api, placed.job["ref"], "part_shipped")) == 1
+
+
+async def test_webhook_ids_are_kept_for_the_retention_period_then_purged(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, settings: Settings
+) -> None:
+    await add_part(api)
+    supplier = await supplier_with(api, sandbox, OLD_SECRET)
+    webhook_id = msg_id()
+    body = stock_body(clock.now, 7)
+    received_at = clock.now
+    accepted(
+        await push(api, supplier["id"], body, signed_headers(OLD_SECRET, webhook_id, clock.now, body)),
+        "stock.changed",
+        "applied",
+        webhook_id,
+    )
+
+    engine = create_engine(settings)
+    try:
+        async with Database(engine).transaction() as uow:
+            kept = await uow.suppliers.purge_webhooks(received_at)  # nothing is older than itself
+        async with Database(engine).transaction() as uow:
+            purged = await uow.suppliers.purge_webhooks(received_at + timedelta(seconds=1))
+    finally:
+        await engine.dispose()
+    assert (kept, purged) == (0, 1)
+    # Once forgotten, the same id is a new event again (hence a retention far longer than redeliveries).
+    again = await push(api, supplier["id"], body, signed_headers(OLD_SECRET, webhook_id, clock.now, body))
+    accepted(again, "stock.changed", "applied", webhook_id)

@@ -91,7 +91,8 @@ def all_jobs(base: str, bearer: str) -> list[dict[str, object]]:
 
 
 def test_serve_demo_seeds_once_and_prints_logins(tmp_path: Path) -> None:
-    with serving(["--demo"], tmp_path) as (base, output):
+    sandbox = ["--sandbox-port", str(_free_port())]
+    with serving(["--demo", *sandbox], tmp_path) as (base, output):
         assert (tmp_path / "atelier.db").exists()
         for username in DEMO_USERS:
             assert any(username in line for line in output), f"{username} not printed"
@@ -102,10 +103,36 @@ def test_serve_demo_seeds_once_and_prints_logins(tmp_path: Path) -> None:
         assert len(first) >= 12
         assert {job["branch"] for job in first} == {"valence", "guilherand"}
         assert len({job["stage"] for job in first}) >= 6, "demo jobs should be in various stages"
-    with serving(["--demo"], tmp_path) as (base, _):
+    with serving(["--demo", *sandbox], tmp_path) as (base, _):
         manager = token(base, "manager")
         assert manager
         assert sorted(j["ref"] for j in all_jobs(base, manager)) == sorted(j["ref"] for j in first)  # type: ignore[type-var]
+        suppliers = httpx.get(f"{base}/api/v1/suppliers", headers={"Authorization": f"Bearer {manager}"}).json()
+        assert len(suppliers) == 3
+
+
+def test_serve_demo_runs_the_supplier_sandbox_and_its_webhooks(tmp_path: Path) -> None:
+    """The demo's suppliers answer over real HTTP, and their signed pushes reach the demo server."""
+    sandbox_port = _free_port()
+    with serving(["--demo", "--sandbox-port", str(sandbox_port)], tmp_path) as (base, _):
+        tech = {"Authorization": f"Bearer {token(base, 'tech.valence')}"}
+        waiting = httpx.get(f"{base}/api/v1/jobs", params={"stage": "awaiting_parts"}, headers=tech).json()["items"]
+        ref = waiting[0]["ref"]
+        line = httpx.get(f"{base}/api/v1/jobs/{ref}/parts", headers=tech).json()["lines"][0]
+        quotes = httpx.post(f"{base}/api/v1/jobs/{ref}/parts/{line['id']}/quotes", headers=tech, timeout=30).json()
+        assert {q["supplier"] for q in quotes["quotes"]} == {"FastParts", "BudgetParts", "FeedParts"}
+        fast = next(q["supplier_id"] for q in quotes["quotes"] if q["supplier"] == "FastParts")
+        order = httpx.post(
+            f"{base}/api/v1/jobs/{ref}/parts/{line['id']}/order", headers=tech, json={"supplier_id": fast}, timeout=30
+        )
+        assert order.status_code == 201, order.text
+        time.sleep(1.1)  # the supplier stamps facts to the second: a slip after the order, by its clock
+        sandbox = f"http://127.0.0.1:{sandbox_port}/t/fastparts"
+        supplier_order = order.json()["supplier_ref"]
+        slip = httpx.post(f"{sandbox}/_sandbox/orders/{supplier_order}/advance", json={"action": "slip", "hours": 48})
+        assert slip.json()["webhook"]["status"] == 200
+        history = httpx.get(f"{base}/api/v1/jobs/{ref}/parts", headers=tech).json()["lines"][0]["eta_history"]
+        assert [h["source"] for h in history] == ["order", "webhook"]
 
 
 def test_serve_without_demo_needs_keys_and_seeds_nothing(tmp_path: Path) -> None:
@@ -178,7 +205,10 @@ def test_passcode_key_rotation(tmp_path: Path) -> None:
             stdin="a-long-password\n",
         )
         assert made.returncode == 0, made.stderr
-    with serving([], tmp_path, ATELIER_PASSCODE_KEYS=old_key, **secret) as (base, _):
+    with serving([], tmp_path, ATELIER_PASSCODE_KEYS=old_key, ATELIER_ALLOW_PRIVATE_SUPPLIER_URLS="true", **secret) as (
+        base,
+        _,
+    ):
         desk = {"Authorization": f"Bearer {token(base, 'desk.tain', 'a-long-password')}"}
         body = {
             "customer": {"name": "Ada", "phone": "0612345678"},
@@ -188,10 +218,23 @@ def test_passcode_key_rotation(tmp_path: Path) -> None:
             "passcode": "2468",
         }
         ref = httpx.post(f"{base}/api/v1/jobs", json=body, headers=desk).json()["ref"]
+        boss = {"Authorization": f"Bearer {token(base, 'boss', 'a-long-password')}"}
+        supplier = {
+            "name": "Acme",
+            "adapter": "rest_json",
+            "base_url": "http://127.0.0.1:9",
+            "api_key": "k-123",
+            "webhook_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        }
+        created = httpx.post(f"{base}/api/v1/suppliers", json=supplier, headers=boss)
+        assert created.status_code == 201, created.text
     rotated = run(["passcodes", "rotate"], tmp_path, ATELIER_PASSCODE_KEYS=f"{new_key},{old_key}", **secret)
     assert rotated.returncode == 0, rotated.stderr
-    assert "1 passcodes re-encrypted" in rotated.stdout
+    assert "1 passcodes and the secrets of 1 suppliers re-encrypted" in rotated.stdout
     # The old key is gone from the setting: the passcode is still readable under the new one alone.
     with serving([], tmp_path, ATELIER_PASSCODE_KEYS=new_key, **secret) as (base, _):
         boss = {"Authorization": f"Bearer {token(base, 'boss', 'a-long-password')}"}
         assert httpx.get(f"{base}/api/v1/jobs/{ref}/passcode", headers=boss).json() == {"passcode": "2468"}
+        # Counting the webhook secrets decrypts them: they too open under the new key alone.
+        stored = httpx.get(f"{base}/api/v1/suppliers/{created.json()['id']}", headers=boss).json()
+        assert (stored["has_api_key"], stored["webhook_secret_count"]) == (True, 1)
