@@ -39,10 +39,9 @@ from domain.model import (
 )
 from domain.stages import Stage
 from service.persistence.statements import Prepared, Runner
-from service.persistence.tables import branch_t, customer_t, event_t, job_t, user_t
+from service.persistence.tables import MAX_ROW_ID, branch_t, customer_t, event_t, job_t, user_t
 
 _PRIORITY = {Tier.EXPRESS: 0, Tier.STANDARD: 1}
-_MAX_JOB_ID = 2**31 - 1  # repair_job.id is a 32-bit integer
 
 _JOB_COLUMNS = (
     *[c for c in job_t.c if c.name != "passcode_ciphertext"],
@@ -375,7 +374,7 @@ def _search(q: str) -> Any:
 def _job_id(ref: str) -> int | None:
     """The id a reference names, if a stored job can have it (AT-99999999999 is no job, not an error)."""
     job_id = parse_ref(ref)
-    return job_id if job_id is not None and job_id <= _MAX_JOB_ID else None
+    return job_id if job_id is not None and job_id <= MAX_ROW_ID else None
 
 
 def _encode_cursor(row: RowMapping) -> str:

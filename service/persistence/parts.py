@@ -30,7 +30,7 @@ from domain.parts import (
 from domain.sourcing import LineRecord
 from domain.stages import Stage
 from service.persistence.statements import Runner
-from service.persistence.tables import job_t, line_t, order_t, part_t, revision_t, supplier_t
+from service.persistence.tables import MAX_ROW_ID, job_t, line_t, order_t, part_t, revision_t, supplier_t
 
 
 class CatalogueRepository:
@@ -57,7 +57,7 @@ class CatalogueRepository:
             )
         if model:
             # One of the part's models, whole and in any case: its JSON text holds it as "<model>".
-            element = f'%{_escape_like(json.dumps(model.strip().lower()))}%'
+            element = f"%{_escape_like(json.dumps(model.strip().lower()))}%"
             query = query.where(func.lower(cast(part_t.c.models, Text)).like(element, escape="\\"))
         return [_to_part(row) for row in (await self._conn.execute(query)).mappings()]
 
@@ -260,6 +260,8 @@ class OrderRepository:
 
     async def get(self, actor: Actor | None, order_id: int, *, lock: bool = False) -> SupplierOrder:
         """An order with its lines; `actor` None is the system (webhooks, workers), which sees every branch."""
+        if not 0 < order_id <= MAX_ROW_ID:
+            raise NotFound(f"no supplier order {order_id}")
         query = select(order_t).where(order_t.c.id == order_id)
         if actor is not None and actor.branch_id is not None:
             query = query.where(order_t.c.branch_id == actor.branch_id)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from domain.errors import NotFound, RuleConflict
 from domain.parts import Supplier
 from service.persistence.statements import Prepared, Runner
-from service.persistence.tables import part_t, supplier_sku_t, supplier_stock_t, supplier_t, webhook_t
+from service.persistence.tables import MAX_ROW_ID, part_t, supplier_sku_t, supplier_stock_t, supplier_t, webhook_t
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,8 @@ class SupplierRepository:
             raise NotFound(f"no supplier {supplier_id}")
 
     async def get(self, supplier_id: int) -> StoredSupplier:
+        if not 0 < supplier_id <= MAX_ROW_ID:
+            raise NotFound(f"no supplier {supplier_id}")
         row = (await self._conn.execute(select(supplier_t).where(supplier_t.c.id == supplier_id))).mappings().first()
         if row is None:
             raise NotFound(f"no supplier {supplier_id}")

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers: a larger one names nothing (and must not reach the database)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC in and out; SQLite has no timezone type, so naive values read back are UTC."""
