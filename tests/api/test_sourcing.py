@@ -893,3 +893,17 @@ async def test_job_parts_of_another_branch_are_not_found(api: Api, sandbox: Sand
     other = await create_job(api, "desk.guilherand")
     refused = await add_lines(api, other["ref"], {"sku": SKU})  # tech.valence on a guilherand job
     assert_problem(refused, 404)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/supplier-orders/2147483648",
+        "/api/v1/supplier-orders/99999999999999999999",
+        "/api/v1/suppliers/2147483648",
+        "/api/v1/suppliers/99999999999999999999/scorecard",
+    ],
+)
+async def test_an_id_beyond_any_row_is_404_not_a_server_error(api: Api, path: str) -> None:
+    response = await api.client.get(path, headers=await api.login("manager.valence"))
+    assert_problem(response, 404)
