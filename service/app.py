@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -18,8 +17,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.model import Actor
-from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
-from integrations.suppliers.registry import SupplierClients
 from service.api.auth import AuthController, build_jwt_auth
 from service.api.context import RequestContext
 from service.api.health import HealthController
@@ -27,49 +24,12 @@ from service.api.jobs import JobController
 from service.api.parts import JobPartsController, PartsController, SupplierOrderController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.suppliers import SupplierController, WebhookController
-from service.errors import ConfigurationError
 from service.logging import RequestIdMiddleware, configure_logging, response_tagger
-from service.persistence.db import create_engine
-from service.secrets import PasscodeCipher
+from service.secrets import required_secrets
+from service.services import Clock, build_services, utc_now
 from service.settings import Settings
 from service.uow import Database
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
-    missing = [
-        name
-        for name, value in (
-            ("ATELIER_JWT_SECRET", settings.jwt_secret),
-            ("ATELIER_PASSCODE_KEYS", settings.passcode_keys),
-        )
-        if value is None
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"{' and '.join(missing)} must be set (or run `atelier serve --demo`, which generates demo keys)"
-        )
-    assert settings.jwt_secret is not None and settings.passcode_keys is not None
-    secret = settings.jwt_secret.get_secret_value()
-    if len(secret) < 32:
-        raise ConfigurationError("ATELIER_JWT_SECRET must be at least 32 characters")
-    return secret, PasscodeCipher(settings.passcode_keys.get_secret_value())
-
-
-def supplier_clients(settings: Settings) -> SupplierClients:
-    """One client per supplier for the process. Breakers and rate limits live in this process for now
-    (a shared store across processes is a drop-in `BreakerStore`/`RateLimiter`)."""
-    return SupplierClients(
-        allow_private=settings.allow_private_supplier_urls,
-        breakers=InMemoryBreakerStore(),
-        limiter=InMemoryRateLimiter(),
-        settings=settings.supplier_http,
-    )
+from workers.background import background_work
 
 
 def _request_id_outermost(app_config: AppConfig) -> AppConfig:
@@ -85,20 +45,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Built here, not at import: each server worker process gets its own pool.
-        engine = create_engine(settings)
-        app.state.db = Database(engine)
-        app.state.suppliers = supplier_clients(settings)
-        # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
-        # and collect young objects less often. Full collections over a big heap were the p99 tail.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
-        try:
-            yield
-        finally:
-            await app.state.suppliers.aclose()
-            await engine.dispose()
+        # Built here, not at import: each server worker process gets its own pool and clients.
+        services = build_services(settings, cipher, clock=clock)
+        app.state.services = services
+        app.state.db = services.db
+        app.state.suppliers = services.suppliers
+        async with background_work(services) as redis:
+            app.state.redis = redis
+            # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
+            # and collect young objects less often. Full collections over a big heap were the p99 tail.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
+            try:
+                yield
+            finally:
+                await services.aclose()
 
     def provide_db(state: State) -> Database:
         db: Database = state.db

@@ -21,11 +21,11 @@ from pydantic import ValidationError
 from domain.errors import DomainError
 from domain.stages import Role
 from integrations.webhooks import new_secret
-from service.app import required_secrets, utc_now
 from service.errors import ConfigurationError
 from service.persistence import migrate
 from service.persistence.db import create_engine
-from service.secrets import PasscodeCipher
+from service.secrets import PasscodeCipher, required_secrets
+from service.services import utc_now
 from service.settings import Settings
 from service.uow import Database, UnitOfWork
 
@@ -194,6 +194,31 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_
         respawn_failed_workers=True,
         log_access=False,
     ).serve()
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Exit 0 if a worker reported healthy recently, else 1 (arq's check).")
+@click.option("--burst", is_flag=True, help="Run what is queued, then stop.")
+def worker(check: bool, burst: bool) -> None:
+    """Run an arq worker against ATELIER_REDIS_URL: supplier polling, escalations, the outbox."""
+    from arq.worker import check_health, run_worker
+
+    from workers.settings import WorkerSettings, worker_options
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("ATELIER_REDIS_URL is not set (without Redis, `atelier serve` runs the tasks)")
+    try:
+        required_secrets(settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    options = worker_options(settings)
+    if not check:
+        _prepare_database(settings)
+    if check:
+        health = type("CheckedWorkerSettings", (WorkerSettings,), {"redis_settings": options["redis_settings"]})
+        sys.exit(check_health(health))
+    run_worker(WorkerSettings, burst=burst, **options)  # type: ignore[arg-type]
 
 
 # --- db ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from service.errors import ConfigurationError
+from service.settings import Settings
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so a miss costs as much time as a wrong password.
@@ -54,3 +55,24 @@ class PasscodeCipher:
     def rotate(self, ciphertext: str) -> str:
         """Re-encrypt under the newest key (for `atelier passcodes rotate`)."""
         return self._fernet.rotate(ciphertext.encode()).decode()
+
+
+def required_secrets(settings: Settings) -> tuple[str, PasscodeCipher]:
+    """The JWT secret and the data-key cipher, or a clear ConfigurationError: every process needs both."""
+    missing = [
+        name
+        for name, value in (
+            ("ATELIER_JWT_SECRET", settings.jwt_secret),
+            ("ATELIER_PASSCODE_KEYS", settings.passcode_keys),
+        )
+        if value is None
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"{' and '.join(missing)} must be set (or run `atelier serve --demo`, which generates demo keys)"
+        )
+    assert settings.jwt_secret is not None and settings.passcode_keys is not None
+    secret = settings.jwt_secret.get_secret_value()
+    if len(secret) < 32:
+        raise ConfigurationError("ATELIER_JWT_SECRET must be at least 32 characters")
+    return secret, PasscodeCipher(settings.passcode_keys.get_secret_value())

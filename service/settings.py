@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(20, ge=1, le=200)
     db_max_overflow: int = Field(0, ge=0, le=200)
     redis_url: str | None = None
+    # Without Redis, `serve` runs the workers' tasks in-process (one machine, SQLite). Tests turn it off.
+    embedded_worker: bool = True
 
     environment: Literal["development", "production"] = "development"
     log_format: Literal["console", "json"] | None = None  # default: console in development, JSON in production

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.persistence.db import CONNECTION_ERRORS, SQLITE_BEGIN
 from service.persistence.idempotency import IdempotencyRepository
 from service.persistence.jobs import JobRepository
+from service.persistence.outbox import OutboxRepository
 from service.persistence.parts import CatalogueRepository, LineRepository, OrderRepository
 from service.persistence.staff import BranchRepository, CustomerRepository, UserRepository
 from service.persistence.statements import Runner
@@ -36,6 +37,7 @@ class UnitOfWork:
         self.lines = LineRepository(runner)
         self.orders = OrderRepository(runner, self.lines)
         self.suppliers = SupplierRepository(runner)
+        self.outbox = OutboxRepository(runner)
 
 
 class Database:

@@ -127,6 +127,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         log_level="WARNING",
         log_format="console",
         allow_private_supplier_urls=True,  # the supplier sandbox listens on 127.0.0.1
+        embedded_worker=False,  # tests run tasks themselves, on a clock they control
     )
     if not configured.is_sqlite:
         asyncio.run(_reset_postgres(configured))

@@ -77,6 +77,7 @@ class CustomerRow(SQLModel, table=True):
     phone: str = Field(max_length=20, index=True)
     email: str | None = Field(default=None, max_length=254)
     sms_consent: bool = False
+    language: str = Field(default="fr", max_length=5, sa_column_kwargs={"server_default": "fr"})  # of our messages
     created_at: datetime = _utc()
 
 
@@ -284,6 +285,82 @@ class WebhookEventRow(SQLModel, table=True):
     received_at: datetime = _utc(index=True)
 
 
+class OutboxRow(SQLModel, table=True):
+    """What must leave the process (a message, a re-sourcing, a supplier call), written in the same
+    transaction as the change that causes it; the relay hands it to the workers (its id is the task id)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "dispatched_at", "available_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    payload: dict[str, Any] = _json()
+    job_id: int | None = Field(default=None, foreign_key="repair_job.id", index=True)
+    created_at: datetime = _utc()
+    available_at: datetime = _utc()  # not before (quiet hours, retry backoff)
+    dispatched_at: datetime | None = _utc(nullable=True)
+    done_at: datetime | None = _utc(nullable=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+
+
+class EscalationRow(SQLModel, table=True):
+    """A rung of the late-parts ladder reached by a job for one promise: the unique constraint makes the
+    sweep idempotent (a re-run, or two workers at once, records and acts once)."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (UniqueConstraint("job_id", "level", "promise_key", name="uq_escalation_job_level_promise"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="repair_job.id", index=True)
+    level: int
+    promise_key: str = Field(max_length=40)  # the parts ETA it was about ("none" when unknown)
+    reasons: list[str] = _json()
+    created_at: datetime = _utc()
+    cleared_at: datetime | None = _utc(nullable=True)
+
+
+class AlertRow(SQLModel, table=True):
+    """The staff feed of a branch (audience staff) and the managers' (audience manager)."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_branch_created", "branch_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    branch_id: int = Field(foreign_key="branch.id")
+    job_id: int | None = Field(default=None, foreign_key="repair_job.id")
+    audience: str = Field(max_length=10)
+    kind: str = Field(max_length=40)
+    message: str = Field(sa_type=Text)
+    data: dict[str, Any] = _json()
+    created_at: datetime = _utc()
+    acknowledged_at: datetime | None = _utc(nullable=True)
+    acknowledged_by: str | None = Field(default=None, max_length=150)
+
+
+class NotificationRow(SQLModel, table=True):
+    """A message to a customer and what became of it (one per outbox entry and channel)."""
+
+    __tablename__ = "notification"
+    __table_args__ = (UniqueConstraint("outbox_id", "channel", name="uq_notification_outbox_channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id")
+    job_id: int = Field(foreign_key="repair_job.id", index=True)
+    channel: str = Field(max_length=10)
+    template: str = Field(max_length=40)
+    language: str = Field(max_length=5)
+    recipient: str = Field(max_length=254)
+    body: str = Field(sa_type=Text)
+    status: str = Field(max_length=12)  # pending, sent, delayed, failed, skipped
+    attempts: int = 0
+    scheduled_for: datetime = _utc()
+    sent_at: datetime | None = _utc(nullable=True)
+    provider_id: str | None = Field(default=None, max_length=100)
+    error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _utc()
+
+
 branch_t = BranchRow.__table__  # type: ignore[attr-defined]
 user_t = StaffUserRow.__table__  # type: ignore[attr-defined]
 customer_t = CustomerRow.__table__  # type: ignore[attr-defined]
@@ -298,13 +375,21 @@ order_t = SupplierOrderRow.__table__  # type: ignore[attr-defined]
 line_t = PartLineRow.__table__  # type: ignore[attr-defined]
 revision_t = EtaRevisionRow.__table__  # type: ignore[attr-defined]
 webhook_t = WebhookEventRow.__table__  # type: ignore[attr-defined]
+outbox_t = OutboxRow.__table__  # type: ignore[attr-defined]
+escalation_t = EscalationRow.__table__  # type: ignore[attr-defined]
+alert_t = AlertRow.__table__  # type: ignore[attr-defined]
+notification_t = NotificationRow.__table__  # type: ignore[attr-defined]
 
 __all__ = [
+    "AlertRow",
     "BranchRow",
     "CustomerRow",
+    "EscalationRow",
     "EtaRevisionRow",
     "IdempotencyRow",
     "JobEventRow",
+    "NotificationRow",
+    "OutboxRow",
     "PartLineRow",
     "PartRow",
     "RepairJobRow",
@@ -314,13 +399,17 @@ __all__ = [
     "SupplierSkuRow",
     "SupplierStockRow",
     "WebhookEventRow",
+    "alert_t",
     "branch_t",
     "customer_t",
+    "escalation_t",
     "event_t",
     "idempotency_t",
     "job_t",
     "line_t",
+    "notification_t",
     "order_t",
+    "outbox_t",
     "part_t",
     "revision_t",
     "supplier_sku_t",

@@ -1,0 +1,44 @@
+"""arq tasks: thin, keyword-only, each one unit of work through the same use cases as the API.
+
+`ctx["services"]` holds the process's resources (built once at worker start-up), `ctx["queue"]` hands
+follow-up work to the queue. Every task is idempotent: arq delivers at least once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from service.services import Services, TaskQueue
+from service.usecases import outbox
+
+
+def _services(ctx: dict[str, Any]) -> Services:
+    services: Services = ctx["services"]
+    return services
+
+
+async def relay_outbox(ctx: dict[str, Any]) -> int:
+    queue: TaskQueue = ctx["queue"]
+    services = _services(ctx)
+    return await outbox.relay(services, queue, now=services.clock())
+
+
+async def handle_outbox(ctx: dict[str, Any], *, outbox_id: int) -> bool:
+    services = _services(ctx)
+    return await outbox.handle(services, outbox_id, now=services.clock())
+
+
+async def purge_webhooks(ctx: dict[str, Any]) -> int:
+    services = _services(ctx)
+    before = services.clock() - timedelta(days=services.settings.webhook_retention_days)
+    async with services.db.transaction() as uow:
+        return await uow.suppliers.purge_webhooks(before)
+
+
+# Every task a worker runs, by name (the schedule and the queue refer to them by name).
+TASKS = {
+    "relay_outbox": relay_outbox,
+    "handle_outbox": handle_outbox,
+    "purge_webhooks": purge_webhooks,
+}
