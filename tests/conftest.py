@@ -25,12 +25,16 @@ from service.app import create_app
 from service.persistence import migrate
 from service.persistence.db import create_engine
 from service.persistence.tables import (
+    alert_t,
     customer_t,
+    escalation_t,
     event_t,
     idempotency_t,
     job_t,
     line_t,
+    notification_t,
     order_t,
+    outbox_t,
     part_t,
     revision_t,
     supplier_sku_t,
@@ -65,6 +69,10 @@ STAFF = (
 
 # Children before parents (foreign keys).
 CLEANED = (
+    notification_t,
+    outbox_t,
+    escalation_t,
+    alert_t,
     webhook_t,
     revision_t,
     line_t,
