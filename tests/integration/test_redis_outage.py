@@ -1,0 +1,112 @@
+"""Redis goes away while the shop takes devices in: intake still succeeds, and the work it created
+(the customer's message) waits in the outbox until Redis is back, then reaches the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
+from cryptography.fernet import Fernet
+
+from tests.conftest import IN_CI
+from tests.integration.test_cli import _free_port, run, serving, token
+
+INTAKE = {
+    "customer": {"name": "Ada", "phone": "0612345678", "email": "ada@example.org"},
+    "device": {"brand": "Apple", "model": "iPhone 13", "imei": "490154203237518"},
+    "fault": {"category": "screen", "description": "cracked"},
+    "tier": "standard",
+}
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, so stopping it disturbs nobody else."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder = port, folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)  # noqa: S607
+            if ping.stdout.strip() == b"PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    redis = PrivateRedis(_free_port(), tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+async def _queued_job_ids(port: int) -> set[str]:
+    pool = await create_pool(RedisSettings(port=port, conn_retries=0))
+    try:
+        return {job.job_id for job in await pool.queued_jobs()}
+    finally:
+        await pool.aclose()
+
+
+def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    keys = {
+        "ATELIER_JWT_SECRET": "r" * 40,
+        "ATELIER_PASSCODE_KEYS": Fernet.generate_key().decode(),
+        "ATELIER_REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
+    }
+    assert run(["db", "upgrade"], tmp_path, **keys).returncode == 0
+    assert (
+        run(
+            ["branch", "create", "--code", "tain", "--name", "Tain", "--hours", "mon-sun 00:00-23:59"], tmp_path
+        ).returncode
+        == 0
+    )
+    made = run(
+        ["user", "create", "--username", "desk.tain", "--role", "front_desk", "--branch", "tain", "--password-stdin"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert made.returncode == 0, made.stderr
+    with serving([], tmp_path, **keys) as (base, _):
+        desk = {"Authorization": f"Bearer {token(base, 'desk.tain', 'a-long-password')}"}
+        private_redis.stop()
+
+        response = httpx.post(f"{base}/api/v1/jobs", json=INTAKE, headers=desk, timeout=30)
+        assert response.status_code == 201, response.text  # the shop keeps working
+        assert httpx.get(f"{base}/health/ready").status_code == 503  # and says Redis is down
+
+        private_redis.start()
+        deadline = time.monotonic() + 30
+        queued: set[str] = set()
+        while time.monotonic() < deadline and not queued:
+            queued = {job for job in asyncio.run(_queued_job_ids(private_redis.port)) if job.startswith("outbox:")}
+            time.sleep(0.3)
+        assert queued, "the outbox never reached the queue after Redis came back"
+        assert httpx.get(f"{base}/health/ready").status_code == 200
