@@ -79,6 +79,11 @@ class EventKind(StrEnum):
     SUPPLIER_CHOSEN = "supplier_chosen"
     ORDER_REFUSED = "order_refused"
     ORDER_CANCELLED = "order_cancelled"
+    NOTIFICATION_SENT = "notification_sent"
+    NOTIFICATION_FAILED = "notification_failed"
+    ESCALATED = "escalated"
+    RESOURCED = "resourced"
+    RESOURCE_PROPOSED = "resource_proposed"
 
 
 # Stages before the repair starts, where the customer's approval may still be pending.
@@ -120,6 +125,7 @@ class Customer:
     phone: str  # E.164
     email: str | None = None
     sms_consent: bool = False
+    language: str = "fr"  # of the messages we send: "fr" or "en"
 
 
 @dataclass(frozen=True, slots=True)

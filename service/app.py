@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from domain.model import Actor
+from service.api.alerts import AlertController
 from service.api.auth import AuthController, build_jwt_auth
 from service.api.context import RequestContext
 from service.api.health import HealthController
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             SupplierController,
             SupplierOrderController,
             WebhookController,
+            AlertController,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from integrations.notify.email import EmailChannel, SmtpSettings
+from integrations.notify.sms import SmsChannel
 from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
 from integrations.suppliers.registry import SupplierClients
 from service.persistence.db import create_engine
@@ -58,6 +60,21 @@ def supplier_clients(settings: Settings) -> SupplierClients:
     )
 
 
+def notification_channels(settings: Settings) -> dict[str, Any]:
+    """The configured channels only: a shop without an SMS gateway sends email alone."""
+    channels: dict[str, Any] = {}
+    if settings.smtp_host and settings.smtp_from:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        s = settings
+        channels["email"] = EmailChannel(
+            SmtpSettings(s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_starttls, s.smtp_user, password)
+        )
+    if settings.sms_gateway_url and settings.sms_gateway_key:
+        channels["sms"] = SmsChannel(settings.sms_gateway_url, settings.sms_gateway_key.get_secret_value())
+    return channels
+
+
 def build_services(settings: Settings, cipher: PasscodeCipher, *, clock: Clock = utc_now) -> Services:
     """Everything built here is per process: call it where the process starts, never at import."""
-    return Services(settings, Database(create_engine(settings)), cipher, supplier_clients(settings), clock)
+    db = Database(create_engine(settings))
+    return Services(settings, db, cipher, supplier_clients(settings), clock, notification_channels(settings))

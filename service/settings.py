@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.escalation import EscalationPolicy, TierRules
+from domain.model import Tier
 from domain.sla import SlaPolicy
 from integrations.http import HttpSettings
 
@@ -51,6 +54,22 @@ class Settings(BaseSettings):
     sla_express_repair_hours: float = Field(1.0, gt=0, le=24 * 7)  # bench time once the parts are in
     sla_standard_repair_hours: float = Field(8.0, gt=0, le=24 * 30)
 
+    # The late-parts escalation ladder (business time on the branch's calendar).
+    escalation_express_grace_hours: float = Field(1.0, ge=0, le=24 * 7)  # an ETA slip tolerated before "late"
+    escalation_standard_grace_hours: float = Field(10.0, ge=0, le=24 * 30)  # about one business day
+    escalation_breach_days: int = Field(3, ge=1, le=60)  # a part this many business days late breaches
+    escalation_stale_window_hours: float = Field(4.0, ge=0, le=24 * 30)  # stale supplier data not trusted alone
+
+    # Customer notifications: a channel is used only when configured (email: host and from; SMS: URL and key).
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_from: str | None = None
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    sms_gateway_url: str | None = None
+    sms_gateway_key: SecretStr | None = None
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
@@ -72,6 +91,20 @@ class Settings(BaseSettings):
             standard_days=self.sla_standard_days,
             express_repair_hours=self.sla_express_repair_hours,
             standard_repair_hours=self.sla_standard_repair_hours,
+        )
+
+    @cached_property
+    def escalation_policy(self) -> EscalationPolicy:
+        return EscalationPolicy(
+            rules={
+                Tier.EXPRESS: TierRules(
+                    grace=timedelta(hours=self.escalation_express_grace_hours), breach_days=self.escalation_breach_days
+                ),
+                Tier.STANDARD: TierRules(
+                    grace=timedelta(hours=self.escalation_standard_grace_hours), breach_days=self.escalation_breach_days
+                ),
+            },
+            stale_window=timedelta(hours=self.escalation_stale_window_hours),
         )
 
     @property

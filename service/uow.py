@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.persistence.db import CONNECTION_ERRORS, SQLITE_BEGIN
+from service.persistence.escalations import AlertRepository, EscalationRepository
 from service.persistence.idempotency import IdempotencyRepository
 from service.persistence.jobs import JobRepository
 from service.persistence.outbox import OutboxRepository
@@ -38,6 +39,8 @@ class UnitOfWork:
         self.orders = OrderRepository(runner, self.lines)
         self.suppliers = SupplierRepository(runner)
         self.outbox = OutboxRepository(runner)
+        self.escalations = EscalationRepository(runner)
+        self.alerts = AlertRepository(runner)
 
 
 class Database:

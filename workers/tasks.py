@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import service.usecases.notifications  # noqa: F401  (registers the "notify" outbox handler)
 from service.services import Services, TaskQueue
-from service.usecases import outbox
+from service.usecases import escalation, outbox, polling
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -36,9 +37,32 @@ async def purge_webhooks(ctx: dict[str, Any]) -> int:
         return await uow.suppliers.purge_webhooks(before)
 
 
+async def sweep_escalations(ctx: dict[str, Any]) -> int:
+    """The late-parts ladder, every minute: idempotent, safe in several workers at once."""
+    services = _services(ctx)
+    report = await escalation.sweep(services, now=services.clock())
+    return report.total
+
+
+async def poll_suppliers(ctx: dict[str, Any]) -> list[int]:
+    """The polling cron: queues one `poll_supplier` per supplier whose interval is due."""
+    queue: TaskQueue = ctx["queue"]
+    services = _services(ctx)
+    return await polling.poll_due_suppliers(services, now=services.clock(), queue=queue)
+
+
+async def poll_supplier(ctx: dict[str, Any], *, supplier_id: int) -> dict[str, Any]:
+    services = _services(ctx)
+    report = await polling.poll_supplier(services, supplier_id, now=services.clock())
+    return report.as_dict()
+
+
 # Every task a worker runs, by name (the schedule and the queue refer to them by name).
 TASKS = {
     "relay_outbox": relay_outbox,
     "handle_outbox": handle_outbox,
     "purge_webhooks": purge_webhooks,
+    "poll_suppliers": poll_suppliers,
+    "poll_supplier": poll_supplier,
+    "sweep_escalations": sweep_escalations,
 }

@@ -86,6 +86,11 @@ class StockIn(_Strict):
     available: int = Field(ge=0)
 
 
+class SmsIn(_Strict):
+    to: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$")
+    body: str = Field(min_length=1, max_length=1600)
+
+
 # --- plumbing ------------------------------------------------------------------------------------
 
 
@@ -228,6 +233,30 @@ async def feed(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) ->
     return Response(csv_text(rows), media_type="text/csv")
 
 
+# --- SMS gateway (the wire format of integrations/notify/sms.py) -----------------------------------
+
+
+@post(both("/sms/messages"))
+async def send_sms(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> Response[Any]:
+    """Records the message (per tenant); the tenant's faults apply. An Idempotency-Key replays its id."""
+    gateway = await _admit(request, tenant, auth=True)
+    body = await _parse(request, SmsIn)
+    sent: list[dict[str, Any]] = request.app.state.sms.setdefault(gateway.name, [])
+    key = request.headers.get("idempotency-key", "").strip() or None
+    for message in sent:
+        if key is not None and message["idempotency_key"] == key:
+            return Response({"id": message["id"]}, status_code=200)
+    message = {"id": f"sms_{len(sent) + 1:06d}", "to": body.to, "body": body.body, "idempotency_key": key}
+    sent.append({**message, "at": _now(request).isoformat()})
+    return Response({"id": message["id"]}, status_code=202)
+
+
+@get(both("/_sandbox/sms"))
+async def sms_log(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    name = _sandbox(request).tenant(tenant).name
+    return {"items": list(request.app.state.sms.get(name, []))}
+
+
 # --- admin (no auth, no faults) --------------------------------------------------------------------
 
 
@@ -315,11 +344,12 @@ def create_app(
     return Litestar(
         route_handlers=[
             *(stock, place_order, get_order, find_orders, cancel_order, feed),  # the supplier
+            *(send_sms, sms_log),  # an SMS gateway
             *(get_faults, put_faults, reset, configure_webhooks, webhook_log, advance, set_stock),  # its controls
         ],
         lifespan=[lifespan],
         exception_handlers={Exception: _error},
-        state=State({"sandbox": Sandbox(config), "clock": clock}),
+        state=State({"sandbox": Sandbox(config), "clock": clock, "sms": {}}),
         openapi_config=None,
         debug=False,
     )

@@ -78,7 +78,11 @@ class PartsController(Controller):
         now = ctx.clock()
         async with ctx.db.transaction(write=False) as uow:
             items = await parts.late_parts(uow, ctx.actor, now=now, sla=ctx.settings.sla_policy, limit=limit)
-        return [late_out(item) for item in items]
+            levels = await uow.escalations.current([item.late.line.job_id for item in items])
+        return [
+            late_out(item, levels[item.late.line.job_id].label if item.late.line.job_id in levels else None)
+            for item in items
+        ]
 
     @get("/{sku:str}")
     async def get_part(self, sku: FromPath[str], ctx: NamedDependency[RequestContext]) -> PartOut:

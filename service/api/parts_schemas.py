@@ -276,6 +276,7 @@ class LateLineOut:
     eta: datetime | None
     late_by: timedelta
     late_by_seconds: int
+    escalation: str | None = None  # the job's open rung of the ladder: late, at_risk, breached
 
 
 @dataclass(slots=True)
@@ -407,7 +408,7 @@ def order_out(order: SupplierOrder, now: datetime, history: dict[int, list[EtaRe
     )
 
 
-def late_out(item: LateItem) -> LateLineOut:
+def late_out(item: LateItem, escalation: str | None = None) -> LateLineOut:
     late, line = item.late, item.late.line
     return LateLineOut(
         ref=format_ref(late.ref_id),
@@ -428,6 +429,7 @@ def late_out(item: LateItem) -> LateLineOut:
         eta=line.eta,
         late_by=item.late_by,
         late_by_seconds=int(item.late_by.total_seconds()),
+        escalation=escalation,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -78,6 +78,7 @@ class CustomerIn(Body):
     phone: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     email: Annotated[str, StringConstraints(max_length=254)] | None = None
     sms_consent: Flag = False
+    language: Literal["fr", "en"] = "fr"
 
     @field_validator("phone")
     @classmethod
@@ -94,7 +95,7 @@ class CustomerIn(Body):
         return value
 
     def to_domain(self) -> Customer:
-        return Customer(None, self.name, self.phone, self.email, self.sms_consent)
+        return Customer(None, self.name, self.phone, self.email, self.sms_consent, self.language)
 
 
 class DeviceIn(Body):
@@ -200,6 +201,7 @@ class CustomerOut:
     phone: str
     email: str | None
     sms_consent: bool
+    language: str
 
 
 @dataclass(slots=True)
@@ -299,7 +301,7 @@ def job_out(job: RepairJob, role: Role) -> JobOut:
         stage=job.stage,
         tier=job.tier,
         due_at=job.due_at,
-        customer=CustomerOut(c.id, c.name, c.phone, c.email, c.sms_consent),
+        customer=CustomerOut(c.id, c.name, c.phone, c.email, c.sms_consent, c.language),
         device=DeviceOut(d.brand, d.model, d.imei, d.serial_number, d.colour, d.condition, list(d.accessories)),
         fault=FaultOut(job.fault_category, job.fault_description),
         technician=job.technician.username if job.technician else None,

@@ -50,6 +50,7 @@ _JOB_COLUMNS = (
     customer_t.c.phone.label("customer_phone"),
     customer_t.c.email.label("customer_email"),
     customer_t.c.sms_consent.label("customer_sms_consent"),
+    customer_t.c.language.label("customer_language"),
     user_t.c.username.label("technician_username"),
     branch_t.c.code.label("branch_code"),
 )
@@ -291,6 +292,7 @@ def _to_job(row: Mapping[str, Any]) -> RepairJob:
             phone=row["customer_phone"],
             email=row["customer_email"],
             sms_consent=row["customer_sms_consent"],
+            language=row["customer_language"],
         ),
         device=Device(
             brand=row["device_brand"],

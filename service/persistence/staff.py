@@ -19,7 +19,7 @@ from service.persistence.tables import branch_t, customer_t, user_t
 
 _BRANCH_BY_ID_Q = Prepared(select(branch_t).where(branch_t.c.id == bindparam("branch_id")))
 _INSERT_CUSTOMER_Q = Prepared(
-    customer_t.insert().returning(customer_t.c.id), ("name", "phone", "email", "sms_consent", "created_at")
+    customer_t.insert().returning(customer_t.c.id), ("name", "phone", "email", "sms_consent", "language", "created_at")
 )
 
 
@@ -95,6 +95,7 @@ class CustomerRepository:
             "phone": customer.phone,
             "email": customer.email,
             "sms_consent": customer.sms_consent,
+            "language": customer.language,
             "created_at": now,
         }
         customer_id: int = await self._run.fetchval(_INSERT_CUSTOMER_Q, values)

@@ -179,6 +179,7 @@ class SupplierRow(SQLModel, table=True):
     active: bool = True
     last_ok_at: datetime | None = _utc(nullable=True)
     stale_since: datetime | None = _utc(nullable=True)
+    last_polled_at: datetime | None = _utc(nullable=True)  # when its latest poll was scheduled (claimed)
     version: int = 1
     created_at: datetime = _utc()
     updated_at: datetime = _utc()

@@ -24,11 +24,13 @@ from domain.model import (
     RepairJob,
     Tier,
 )
+from domain.notifications import Template
 from domain.sla import SlaPolicy
 from domain.stages import Role, Stage
 from service.persistence.jobs import JobFilter, Page
 from service.secrets import PasscodeCipher
 from service.uow import UnitOfWork
+from service.usecases.notifications import notify
 
 _INTAKE_ROLES = (Role.FRONT_DESK, Role.MANAGER)
 _ASSIGNABLE_ROLES = (Role.TECHNICIAN, Role.MANAGER)
@@ -58,7 +60,12 @@ async def intake(
         branch_id=branch.id or 0,
         branch_code=branch.code,
         customer=Customer(
-            customer_id, cmd.customer.name, cmd.customer.phone, cmd.customer.email, cmd.customer.sms_consent
+            customer_id,
+            cmd.customer.name,
+            cmd.customer.phone,
+            cmd.customer.email,
+            cmd.customer.sms_consent,
+            cmd.customer.language,
         ),
         device=cmd.device,
         fault_category=cmd.fault_category,
@@ -72,7 +79,9 @@ async def intake(
     )
     job.record_intake(actor)
     ciphertext = cipher.encrypt(cmd.passcode) if cmd.passcode else None
-    return await uow.jobs.add(job, customer_id, ciphertext)
+    job = await uow.jobs.add(job, customer_id, ciphertext)
+    await notify(uow, job.id or 0, Template.JOB_RECEIVED, now=now)
+    return job
 
 
 async def _intake_branch(uow: UnitOfWork, actor: Actor, branch_code: str | None) -> Branch:
@@ -134,7 +143,26 @@ async def move(
     note: str | None = None,
     outcome: Outcome | None = None,
 ) -> RepairJob:
-    return await _change(uow, actor, ref, expected_version, lambda job: job.transition(actor, to, now, note, outcome))
+    held: list[bool] = []
+
+    def mutate(job: RepairJob) -> None:
+        held.append(job.stage is Stage.ON_HOLD)
+        job.transition(actor, to, now, note, outcome)
+
+    job = await _change(uow, actor, ref, expected_version, mutate)
+    if not held[0]:  # back from hold, the customer was told already
+        await _notify_stage(uow, job, now)
+    return job
+
+
+async def _notify_stage(uow: UnitOfWork, job: RepairJob, now: datetime) -> None:
+    """The stages the customer hears about, in the transaction of the move."""
+    assert job.id is not None
+    if job.stage is Stage.AWAITING_APPROVAL:
+        await notify(uow, job.id, Template.ESTIMATE_READY, {"total_cents": job.estimate_total_cents}, now=now)
+    elif job.stage is Stage.READY_FOR_PICKUP:
+        outcome = job.outcome.value if job.outcome else None
+        await notify(uow, job.id, Template.READY_FOR_PICKUP, {"outcome": outcome}, now=now)
 
 
 async def set_estimate(

@@ -233,6 +233,7 @@ async def _announce_parts_ready(uow: UnitOfWork, job_id: int, now: datetime) -> 
     if all_received(lines):
         data = {"lines": [line.id for line in lines if line.status is not PartStatus.CANCELLED]}
         await uow.jobs.add_events(job_id, [JobEvent(EventKind.PARTS_READY, now, None, data=data)])
+        await uow.escalations.clear(job_id, now)  # delivery clears the late-parts flags
 
 
 async def apply_fact(

@@ -32,6 +32,7 @@ PATH_VALUES = {
     "{supplier_id:int}": "1",
     "{supplier_sku:str}": "ACME-1",
     "{order_id:int}": "1",
+    "{alert_id:int}": "1",
 }
 SUPPLIER = {"name": "Acme", "adapter": "rest_json", "base_url": "https://93.184.215.14/", "api_key": "k-123"}
 
@@ -68,6 +69,8 @@ PROTECTED: list[tuple[str, str, dict[str, object] | None]] = [
     ("GET", f"{ORDERS}/1", None),
     ("POST", f"{ORDERS}/1/receipts", {"lines": []}),
     ("POST", f"{ORDERS}/1/cancel", {"reason": "no longer needed"}),
+    ("GET", "/api/v1/alerts", None),
+    ("POST", "/api/v1/alerts/1/acknowledge", None),
 ]
 
 

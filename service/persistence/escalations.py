@@ -1,0 +1,242 @@
+"""The escalation ladder's storage: the rungs reached per job and promise, and the staff alert feeds.
+
+A rung is recorded with INSERT ... ON CONFLICT DO NOTHING against the unique (job, level, promise): the
+sweep that inserts it acts on it, one that finds it there (a re-run, a concurrent sweep) does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from domain.escalation import Level
+from domain.model import Actor, Tier
+from domain.parts import PartLine, PartStatus
+from domain.stages import Role, Stage
+from service.persistence.parts import _to_line
+from service.persistence.statements import Runner
+from service.persistence.tables import MAX_ROW_ID, alert_t, escalation_t, job_t, line_t
+
+# Lines that are on order and can therefore be late (a line still `needed` has no date to miss).
+_ON_ORDER = (PartStatus.ORDERED.value, PartStatus.SHIPPED.value, PartStatus.BACKORDERED.value)
+_CLOSED_STAGES = (Stage.COLLECTED.value, Stage.CANCELLED.value)
+
+STAFF = "staff"
+MANAGER = "manager"
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateJob:
+    """A job with at least one line that can be late, and everything the ladder needs to judge it."""
+
+    job_id: int
+    branch_id: int
+    tier: Tier
+    due_at: datetime
+    preapproved_budget_cents: int | None
+    lines: list[PartLine]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    branch_id: int
+    job_id: int | None
+    audience: str
+    kind: str
+    message: str
+    data: Mapping[str, Any]
+    created_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class EscalationRepository:
+    def __init__(self, runner: Runner) -> None:
+        self._conn = runner.conn
+        self._dialect = runner.conn.dialect.name
+
+    async def candidates(self, now: datetime, limit: int) -> list[CandidateJob]:
+        """Jobs with a line on order whose ETA passed or slipped past its promise (the index on
+        (status, eta) serves it: only open lines are read, never all jobs), with all of their lines."""
+        late = (
+            select(line_t.c.job_id)
+            .where(
+                line_t.c.status.in_(_ON_ORDER),
+                line_t.c.eta.is_not(None),
+                or_(line_t.c.eta < now, line_t.c.eta > line_t.c.promised_at),
+            )
+            .distinct()
+            .limit(limit)
+        )
+        job_ids = [row[0] for row in (await self._conn.execute(late)).all()]
+        if not job_ids:
+            return []
+        jobs = (
+            await self._conn.execute(
+                select(job_t.c.id, job_t.c.branch_id, job_t.c.tier, job_t.c.due_at, job_t.c.preapproved_budget_cents)
+                .where(job_t.c.id.in_(job_ids), job_t.c.stage.not_in(_CLOSED_STAGES))
+                .order_by(job_t.c.id)
+            )
+        ).all()
+        open_ids = [row[0] for row in jobs]
+        lines: dict[int, list[PartLine]] = {job_id: [] for job_id in open_ids}
+        if open_ids:
+            query = select(line_t).where(line_t.c.job_id.in_(open_ids)).order_by(line_t.c.id)
+            for row in (await self._conn.execute(query)).mappings().all():
+                lines[row["job_id"]].append(_to_line(cast(Mapping[str, Any], row)))
+        return [CandidateJob(row[0], row[1], Tier(row[2]), row[3], row[4], lines[row[0]]) for row in jobs]
+
+    async def job_branch(self, job_id: int) -> int | None:
+        row = (await self._conn.execute(select(job_t.c.branch_id).where(job_t.c.id == job_id))).first()
+        return int(row[0]) if row else None
+
+    async def recorded(self, job_ids: Sequence[int]) -> dict[tuple[int, str], set[Level]]:
+        """The rungs already recorded, by (job, promise key)."""
+        if not job_ids:
+            return {}
+        query = select(escalation_t.c.job_id, escalation_t.c.promise_key, escalation_t.c.level).where(
+            escalation_t.c.job_id.in_(list(job_ids))
+        )
+        found: dict[tuple[int, str], set[Level]] = {}
+        for job_id, key, level in (await self._conn.execute(query)).all():
+            found.setdefault((job_id, key), set()).add(Level(level))
+        return found
+
+    async def levels(self, job_id: int, promise_key: str) -> list[Level]:
+        """The rungs recorded for this job and promise, lowest first."""
+        query = select(escalation_t.c.level).where(
+            escalation_t.c.job_id == job_id, escalation_t.c.promise_key == promise_key
+        )
+        return sorted(Level(row[0]) for row in (await self._conn.execute(query)).all())
+
+    async def record(
+        self, job_id: int, level: Level, promise_key: str, reasons: Sequence[str], *, now: datetime
+    ) -> bool:
+        """Record a rung; True when this call inserted it (False: it was there, or a concurrent sweep
+        inserted it first; on PostgreSQL the insert waits for that sweep's commit, then does nothing)."""
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(escalation_t)
+            .values(
+                job_id=job_id,
+                level=int(level),
+                promise_key=promise_key,
+                reasons=list(reasons),
+                created_at=now,
+                cleared_at=None,
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "level", "promise_key"])
+            .returning(escalation_t.c.id)
+        )
+        inserted = (await self._conn.execute(statement)).first()
+        return inserted is not None
+
+    async def clear(self, job_id: int, now: datetime) -> int:
+        """The parts are in: the job's open rungs are cleared (they stay as history)."""
+        result = await self._conn.execute(
+            update(escalation_t)
+            .where(escalation_t.c.job_id == job_id, escalation_t.c.cleared_at.is_(None))
+            .values(cleared_at=now)
+        )
+        return result.rowcount or 0
+
+    async def current(self, job_ids: Sequence[int]) -> dict[int, Level]:
+        """The highest open (not cleared) rung of each job that has one."""
+        if not job_ids:
+            return {}
+        query = (
+            select(escalation_t.c.job_id, func.max(escalation_t.c.level))
+            .where(escalation_t.c.job_id.in_(list(set(job_ids))), escalation_t.c.cleared_at.is_(None))
+            .group_by(escalation_t.c.job_id)
+        )
+        return {job_id: Level(level) for job_id, level in (await self._conn.execute(query)).all()}
+
+
+class AlertRepository:
+    def __init__(self, runner: Runner) -> None:
+        self._conn = runner.conn
+
+    async def add(
+        self,
+        *,
+        branch_id: int,
+        job_id: int | None,
+        audience: str,
+        kind: str,
+        message: str,
+        data: Mapping[str, Any],
+        now: datetime,
+    ) -> int:
+        values = {
+            "branch_id": branch_id,
+            "job_id": job_id,
+            "audience": audience,
+            "kind": kind,
+            "message": message,
+            "data": dict(data),
+            "created_at": now,
+        }
+        result = await self._conn.execute(alert_t.insert().values(**values).returning(alert_t.c.id))
+        alert_id: int = result.scalar_one()
+        return alert_id
+
+    def _visible(self, actor: Actor) -> Any:
+        """A branch's staff see its staff feed; its managers also the manager feed; a chain-wide manager
+        sees every branch's feeds."""
+        if actor.chain_wide:
+            return alert_t.c.id.is_not(None)
+        audiences = [STAFF, MANAGER] if actor.role is Role.MANAGER else [STAFF]
+        return and_(alert_t.c.branch_id == actor.branch_id, alert_t.c.audience.in_(audiences))
+
+    async def feed(self, actor: Actor, *, limit: int, unacknowledged_only: bool = False) -> list[Alert]:
+        query = select(alert_t).where(self._visible(actor))
+        if unacknowledged_only:
+            query = query.where(alert_t.c.acknowledged_at.is_(None))
+        query = query.order_by(alert_t.c.created_at.desc(), alert_t.c.id.desc()).limit(limit)
+        return [_to_alert(row) for row in (await self._conn.execute(query)).mappings().all()]
+
+    async def for_job(self, job_id: int) -> list[Alert]:
+        query = select(alert_t).where(alert_t.c.job_id == job_id).order_by(alert_t.c.id)
+        return [_to_alert(row) for row in (await self._conn.execute(query)).mappings().all()]
+
+    async def get(self, actor: Actor, alert_id: int) -> Alert | None:
+        if not 0 < alert_id <= MAX_ROW_ID:
+            return None
+        query = select(alert_t).where(alert_t.c.id == alert_id, self._visible(actor))
+        row = (await self._conn.execute(query)).mappings().first()
+        return _to_alert(row) if row else None
+
+    async def acknowledge(self, actor: Actor, alert_id: int, now: datetime) -> Alert | None:
+        """Mark the alert seen (the first acknowledgement stays); None when the actor cannot see it."""
+        alert = await self.get(actor, alert_id)
+        if alert is None:
+            return None
+        if alert.acknowledged_at is None:
+            await self._conn.execute(
+                update(alert_t)
+                .where(alert_t.c.id == alert_id, alert_t.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=now, acknowledged_by=actor.username)
+            )
+            alert = await self.get(actor, alert_id)
+        return alert
+
+
+def _to_alert(row: Mapping[Any, Any]) -> Alert:
+    return Alert(
+        row["id"],
+        row["branch_id"],
+        row["job_id"],
+        row["audience"],
+        row["kind"],
+        row["message"],
+        row["data"] or {},
+        row["created_at"],
+        row["acknowledged_at"],
+        row["acknowledged_by"],
+    )

@@ -1,0 +1,330 @@
+"""The late-parts escalation sweep, and the re-sourcing it asks for.
+
+The sweep reads only what can be late (lines on order whose ETA passed or slipped past the promise),
+judges each job with `domain.escalation.assess`, and records every rung reached and not yet recorded
+for the job's current promise in ONE unit of work per job: the escalation row (a unique constraint
+decides whether this sweep is the one that acts), a JobEvent, and the rung's action:
+
+- late: an alert on the branch's staff feed;
+- at risk: an outbox entry "resource" (ask the other suppliers; express re-sources, standard proposes);
+- breached: an outbox entry "notify" (template `parts_delayed`, the new date) and a manager alert.
+
+A re-run, or a concurrent sweep, finds the rows there and does nothing. A new, later promise is a new
+key: the ladder may be climbed again for it. Delivery of every part clears the open rungs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from domain.errors import DomainError
+from domain.escalation import Assessment, Level, assess, levels_to_record
+from domain.model import Actor, EventKind, JobEvent, Tier, format_ref
+from domain.parts import PartLine, PartStatus
+from domain.sourcing import Offer
+from domain.stages import Role
+from service.errors import SupplierFailure
+from service.persistence.escalations import MANAGER, STAFF, CandidateJob
+from service.persistence.outbox import OutboxEntry
+from service.services import Services
+from service.uow import UnitOfWork
+from service.usecases import sourcing
+from service.usecases.outbox import handler
+
+log = structlog.get_logger("atelier.escalation")
+
+RESOURCE = "resource"
+NOTIFY = "notify"
+PARTS_DELAYED = "parts_delayed"
+SYSTEM_USER = "atelier"
+RESOURCE_REASON = "re-sourced"  # the cancel reason of an order replaced by a sooner one
+SWEEP_LIMIT = 5000  # jobs judged per sweep at most (the rest next minute)
+
+
+def system_actor(branch_id: int) -> Actor:
+    """Atelier itself acting for a branch (re-sourcing), with a manager's rights there."""
+    return Actor(0, SYSTEM_USER, Role.MANAGER, branch_id=branch_id)
+
+
+def promise_key(assessment: Assessment) -> str:
+    return assessment.promise.isoformat() if assessment.promise is not None else "none"
+
+
+@dataclass
+class SweepReport:
+    judged: int = 0  # jobs assessed
+    recorded: dict[str, int] = field(default_factory=lambda: {level.label: 0 for level in Level})
+    lost: int = 0  # rungs a concurrent sweep recorded first
+
+    @property
+    def total(self) -> int:
+        return sum(self.recorded.values())
+
+
+async def sweep(services: Services, *, now: datetime) -> SweepReport:
+    """One pass of the ladder over every job with a part that can be late. Idempotent."""
+    settings = services.settings
+    policy, sla = settings.escalation_policy, settings.sla_policy
+    report = SweepReport()
+    async with services.db.transaction(write=False) as uow:
+        candidates = await uow.escalations.candidates(now, SWEEP_LIMIT)
+        if not candidates:
+            return report
+        calendars = {branch.id: branch.calendar for branch in await uow.branches.all()}
+        stale = {
+            s.supplier.id: s.supplier.stale_since
+            for s in await uow.suppliers.list()
+            if s.supplier.id is not None and s.supplier.stale_since is not None
+        }
+        recorded = await uow.escalations.recorded([c.job_id for c in candidates])
+    for job in candidates:
+        report.judged += 1
+        calendar = calendars[job.branch_id]
+        assessment = assess(
+            tier=job.tier,
+            due_at=job.due_at,
+            lines=job.lines,
+            calendar=calendar,
+            sla=sla,
+            policy=policy,
+            now=now,
+            stale_since=stale,
+        )
+        key = promise_key(assessment)
+        wanted = levels_to_record(assessment.level, sorted(recorded.get((job.job_id, key), set())))
+        if not wanted:
+            continue
+        async with services.db.transaction() as uow:
+            for level in wanted:
+                if await _escalate(uow, job, level, assessment, key, now):
+                    report.recorded[level.label] += 1
+                else:
+                    report.lost += 1
+    if report.total:
+        log.info("escalation_sweep", judged=report.judged, **report.recorded)
+    return report
+
+
+async def _escalate(
+    uow: UnitOfWork, job: CandidateJob, level: Level, assessment: Assessment, key: str, now: datetime
+) -> bool:
+    """Record one rung and act on it; False (and nothing done) when it was recorded already."""
+    if not await uow.escalations.record(job.job_id, level, key, assessment.reasons, now=now):
+        return False
+    ref = format_ref(job.job_id)
+    promise = assessment.promise.isoformat() if assessment.promise else None
+    data: dict[str, Any] = {"level": level.label, "promise": promise, "reasons": list(assessment.reasons)}
+    await uow.jobs.add_events(job.job_id, [JobEvent(EventKind.ESCALATED, now, SYSTEM_USER, data=data)])
+    why = "; ".join(assessment.reasons)
+    if level is Level.LATE:
+        await uow.alerts.add(
+            branch_id=job.branch_id,
+            job_id=job.job_id,
+            audience=STAFF,
+            kind="parts_late",
+            message=f"{ref}: parts late ({why})",
+            data={"ref": ref, **data},
+            now=now,
+        )
+    elif level is Level.AT_RISK:
+        payload = {"job_id": job.job_id, "line_ids": _lines_to_resource(job.lines, now), "promise": key}
+        await uow.outbox.add(RESOURCE, payload, now=now, job_id=job.job_id)
+    else:
+        # The customer hears when the repair can now be ready (the parts' date may already have passed);
+        # one message per promise: the rung's row is unique per promise.
+        new_date = assessment.forecast_ready_at.isoformat() if assessment.forecast_ready_at else promise
+        notice = {"template": PARTS_DELAYED, "data": {"new_date": new_date, "parts_eta": promise, "promise": key}}
+        await uow.outbox.add(NOTIFY, notice, now=now, job_id=job.job_id)
+        await uow.alerts.add(
+            branch_id=job.branch_id,
+            job_id=job.job_id,
+            audience=MANAGER,
+            kind="sla_breached",
+            message=f"{ref}: breached ({why}); the customer is told the new date",
+            data={"ref": ref, **data},
+            now=now,
+        )
+    return True
+
+
+def _lines_to_resource(lines: Sequence[PartLine], now: datetime) -> list[int]:
+    """Lines still cancellable at their supplier (not shipped) that are late or set the parts date."""
+    on_order = [line for line in lines if line.status in (PartStatus.ORDERED, PartStatus.BACKORDERED)]
+    dates = [line.expected_at(now) for line in lines if line.waiting]
+    latest = max((d for d in dates if d is not None), default=None)
+    return [
+        line.id or 0
+        for line in on_order
+        if line.late_by(now) > timedelta(0) or (latest is not None and line.expected_at(now) == latest)
+    ]
+
+
+# --- re-sourcing (the "resource" outbox handler) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Better:
+    offer: Offer
+    current_expected: datetime | None
+
+
+def _better_offer(quotes: sourcing.Quotes, *, now: datetime) -> Better | None:
+    """An offer from another supplier, orderable, in stock, within the pre-approved budget, that is
+    expected sooner than the current supplier's part (its ETA, or now if passed, plus its usual delay)."""
+    line, job = quotes.line, quotes.job
+    current = next((o for o in quotes.offers if o.supplier_id == line.supplier_id), None)
+    usual = current.usual_delay if current is not None else timedelta(0)
+    expected = line.expected_at(now)
+    current_expected = expected + usual if expected is not None else None
+    budget = job.preapproved_budget_cents
+    candidates = [
+        o
+        for o in quotes.offers
+        if o.supplier_id != line.supplier_id
+        and o.orderable
+        and o.available >= line.quantity
+        and o.expected_at is not None
+        and o.unit_price_cents is not None
+        and (budget is None or o.unit_price_cents * line.quantity <= budget)
+        and (current_expected is None or o.expected_at < current_expected)
+    ]
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda o: (o.expected_at, o.unit_price_cents, o.supplier_id))
+    return Better(best, current_expected)
+
+
+async def _job_branch(services: Services, job_id: int) -> int | None:
+    async with services.db.transaction(write=False) as uow:
+        return await uow.escalations.job_branch(job_id)
+
+
+@handler(RESOURCE)
+async def resource(services: Services, entry: OutboxEntry, now: datetime) -> None:
+    """Ask the other suppliers for each late line's SKU. Express: re-source automatically to a sooner
+    offer within the budget (cancel at the old supplier, order from the new, record both); standard:
+    propose it to staff (an alert), change nothing."""
+    job_id = int(entry.payload["job_id"])
+    branch_id = await _job_branch(services, job_id)
+    if branch_id is None:
+        await _done(services, entry, now, [])
+        return
+    actor = system_actor(branch_id)
+    ref = format_ref(job_id)
+    events: list[JobEvent] = []
+    alerts: list[dict[str, Any]] = []
+    failure: Exception | None = None
+    for line_id in entry.payload.get("line_ids", []):
+        try:
+            outcome = await _resource_line(services, actor, ref, int(line_id), now)
+        except (DomainError, SupplierFailure) as exc:
+            log.warning("resource_failed", ref=ref, line_id=line_id, error=str(exc))
+            failure = failure or exc
+            continue
+        if outcome is not None:
+            event, alert = outcome
+            events.append(event)
+            if alert is not None:
+                alerts.append(alert)
+    # A failure leaves the entry pending: the relay sends it again and the handler resumes (a line
+    # cancelled for re-sourcing but not yet re-ordered is ordered then).
+    await _done(services, entry, now, events, alerts, branch_id=branch_id, finish=failure is None)
+    if failure is not None:
+        raise failure
+
+
+async def _resource_line(
+    services: Services, actor: Actor, ref: str, line_id: int, now: datetime
+) -> tuple[JobEvent, dict[str, Any] | None] | None:
+    settings = services.settings
+    quotes = await sourcing.quotes(
+        services.db,
+        actor,
+        ref,
+        line_id,
+        clients=services.suppliers,
+        cipher=services.cipher,
+        sla=settings.sla_policy,
+        now=now,
+    )
+    line, job = quotes.line, quotes.job
+    resuming = line.status is PartStatus.CANCELLED and (line.cancel_reason or "").startswith(RESOURCE_REASON)
+    if line.status not in (PartStatus.ORDERED, PartStatus.BACKORDERED) and not resuming:
+        return None  # shipped, received or cancelled meanwhile: nothing to re-source
+    better = _better_offer(quotes, now=now)
+    if better is None:
+        return None
+    offer = better.offer
+    data: dict[str, Any] = {
+        "line_id": line.id,
+        "sku": line.sku,
+        "from_supplier_id": line.supplier_id,
+        "to_supplier_id": offer.supplier_id,
+        "to_supplier": offer.supplier_name,
+        "unit_price_cents": offer.unit_price_cents,
+        "expected_at": offer.expected_at.isoformat() if offer.expected_at else None,
+        "current_expected_at": better.current_expected.isoformat() if better.current_expected else None,
+    }
+    if job.tier is not Tier.EXPRESS:
+        data["reason"] = f"{offer.supplier_name} can deliver sooner: proposed to staff, nothing changed"
+        message = (
+            f"{ref}: {offer.supplier_name} can deliver {line.sku} by {data['expected_at']} "
+            f"for {offer.unit_price_cents} cents (current: {data['current_expected_at']}); re-order?"
+        )
+        alert = {"kind": "resource_proposal", "message": message, "data": {"ref": ref, **data}}
+        return JobEvent(EventKind.RESOURCE_PROPOSED, now, SYSTEM_USER, data=data), alert
+    reason = f"{RESOURCE_REASON}: {offer.supplier_name} can deliver sooner ({data['expected_at']})"
+    if not resuming and line.order_id is not None:
+        cancelled = await sourcing.cancel_order(
+            services.db,
+            actor,
+            line.order_id,
+            reason=reason,
+            clients=services.suppliers,
+            cipher=services.cipher,
+            now=now,
+        )
+        data["cancelled_po"] = cancelled.po
+    placed = await sourcing.order_line(
+        services.db,
+        actor,
+        ref,
+        line_id,
+        supplier_id=offer.supplier_id,
+        clients=services.suppliers,
+        cipher=services.cipher,
+        sla=settings.sla_policy,
+        now=now,
+    )
+    data["po"] = placed.order.po
+    data["reason"] = reason
+    return JobEvent(EventKind.RESOURCED, now, SYSTEM_USER, data=data), None
+
+
+async def _done(
+    services: Services,
+    entry: OutboxEntry,
+    now: datetime,
+    events: Sequence[JobEvent],
+    alerts: Sequence[dict[str, Any]] = (),
+    *,
+    branch_id: int | None = None,
+    finish: bool = True,
+) -> None:
+    """Record the outcome and mark the entry done in one transaction (a duplicate delivery that ran
+    alongside finds it done and records nothing)."""
+    async with services.db.transaction() as uow:
+        if await uow.outbox.get(entry.id, lock=True) is None:
+            return
+        if entry.job_id is not None and events:
+            await uow.jobs.add_events(entry.job_id, list(events))
+        for alert in alerts:
+            assert branch_id is not None
+            await uow.alerts.add(branch_id=branch_id, job_id=entry.job_id, audience=STAFF, now=now, **alert)
+        if finish:
+            await uow.outbox.done(entry.id, now)
