@@ -8,17 +8,22 @@ every channel the customer agreed to, one `NotificationRow` per channel recordin
 - `pending`: a retryable failure, tried again after a growing delay (2, 4, 8, 16 minutes...);
 - `sent` / `failed`: final; both are also a JobEvent, so the job's history shows delivery.
 
-The handler locks the entry, sends, records the result and marks the entry done (or due again later)
-in one transaction: a redelivered entry that is done sends nothing, and a channel already sent is never
-sent again when the entry comes back for another one. A crash after a send but before the commit can
-repeat that one message (at-least-once): the SMS gateway is given an idempotency key against it.
-The lock is held while the channels are called (bounded by their timeouts); on SQLite that briefly
-holds the database's write lock too, which the embedded one-counter setup tolerates.
+No transaction is open while a channel is called (an SMTP server may take seconds, and on SQLite a
+write transaction would stop the whole shop meanwhile). Instead the handler works in three steps:
+1. claim: with the entry locked, each channel due now is marked `sending` with a lease and committed,
+   so a concurrent delivery of the same entry skips it;
+2. send, outside any transaction;
+3. record: with the entry locked again, the results are saved with their JobEvents and the entry is
+   marked done (or due again when a channel waits), in one transaction.
+A redelivered entry that is done sends nothing, and a channel already sent is never sent again. A crash
+between the send and the record leaves the lease to expire and the message is tried again
+(at-least-once): the SMS gateway is given an idempotency key against that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +53,7 @@ KIND = "notify"
 MAX_ATTEMPTS = 5  # per channel; then the message is failed
 FIRST_RETRY = timedelta(minutes=2)  # doubles at each retryable failure
 FINAL = frozenset({"sent", "failed", "skipped"})
+LEASE = timedelta(minutes=2)  # a channel claimed but never recorded (the worker died) is tried again after it
 SYSTEM = Actor(0, "notifications", Role.MANAGER, None)  # reads any branch's job; acts as nobody in history
 
 
@@ -65,16 +71,36 @@ async def notify(
     return await uow.outbox.add(KIND, payload, now=now, job_id=job_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    job: RepairJob
+    template: Template
+    facts: Facts
+    records: list[tuple[ChannelName, NotificationRecord]]  # the channels to send now, marked sending
+
+
 @handler(KIND)
 async def deliver(services: Services, entry: OutboxEntry, now: datetime) -> None:
+    claimed = await _claim(services, entry.id, now)
+    if claimed is None:
+        return
+    sent = [
+        await _send(services, entry.id, claimed.job, channel, claimed.template, claimed.facts, record, now)
+        for channel, record in claimed.records
+    ]
+    await _record(services, entry.id, sent, now)
+
+
+async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed | None:
+    """Decide each channel's fate; the ones to send now are leased (`sending`) and committed."""
     async with services.db.transaction() as uow:
-        current = await uow.outbox.get(entry.id, lock=True)
+        current = await uow.outbox.get(entry_id, lock=True)
         if current is None:  # done by an earlier delivery
-            return
+            return None
         if current.job_id is None:
             log.error("notification_without_job", outbox_id=current.id)
             await uow.outbox.done(current.id, now)
-            return
+            return None
         job = await uow.jobs.get(SYSTEM, format_ref(current.job_id))
         branch = await uow.branches.by_id(job.branch_id)
         assert branch is not None
@@ -90,32 +116,52 @@ async def deliver(services: Services, entry: OutboxEntry, now: datetime) -> None
         )
         notifications = NotificationRepository(uow.connection)
         records = await notifications.for_outbox(current.id)
-        events: list[JobEvent] = []
-        due_again: list[datetime] = []
-        waiting: list[str] = []
+        to_send: list[tuple[ChannelName, NotificationRecord]] = []
         for channel in ChannelName:
             record = records.get(channel.value)
-            if record is not None and record.status in FINAL:
-                continue  # sent (or settled) by an earlier run of this entry: never twice
-            if record is not None and record.scheduled_for > now:
-                due_again.append(record.scheduled_for)  # an early or duplicate delivery: not yet
-                waiting.append(f"{channel.value} {record.status}: {record.error}")
-                continue
-            record = await _attempt(services, current, job, channel, template, facts, record, now)
+            if record is not None and (record.status in FINAL or record.scheduled_for > now):
+                continue  # settled, or not due yet (a retry later, quiet hours, another worker's lease)
+            record = _prepare(services, current, job, channel, template, facts, record, now)
+            if record.status == "sending":
+                to_send.append((channel, record))
             await notifications.save(record)
-            if record.status in ("pending", "delayed"):
-                due_again.append(record.scheduled_for)
-                waiting.append(f"{channel.value} {record.status}: {record.error}")
-            elif record.status in ("sent", "failed"):
-                events.append(_event(record, now))
-        if due_again:
-            await uow.outbox.retry_later(current.id, min(due_again), "; ".join(waiting))
-        else:
-            await uow.outbox.done(current.id, now)
-        await uow.jobs.add_events(current.job_id, events)
+        if not to_send:
+            await _settle(uow, current.id, current.job_id, await notifications.for_outbox(current.id), [], now)
+            return None
+    return _Claimed(job, template, facts, to_send)
 
 
-async def _attempt(
+async def _record(services: Services, entry_id: int, results: list[NotificationRecord], now: datetime) -> None:
+    async with services.db.transaction() as uow:
+        current = await uow.outbox.get(entry_id, lock=True)
+        if current is None or current.job_id is None:
+            return
+        notifications = NotificationRepository(uow.connection)
+        for record in results:
+            await notifications.save(record)
+        events = [_event(r, now) for r in results if r.status in ("sent", "failed")]
+        await _settle(uow, current.id, current.job_id, await notifications.for_outbox(current.id), events, now)
+
+
+async def _settle(
+    uow: UnitOfWork,
+    entry_id: int,
+    job_id: int,
+    records: Mapping[str, NotificationRecord],
+    events: list[JobEvent],
+    now: datetime,
+) -> None:
+    """Done when every channel is settled; otherwise due again when the first waiting one is."""
+    waiting = [r for r in records.values() if r.status not in FINAL]
+    if waiting:
+        reason = "; ".join(f"{r.channel} {r.status}: {r.error}" for r in waiting)
+        await uow.outbox.retry_later(entry_id, min(r.scheduled_for for r in waiting), reason)
+    else:
+        await uow.outbox.done(entry_id, now)
+    await uow.jobs.add_events(job_id, events)
+
+
+def _prepare(
     services: Services,
     entry: OutboxEntry,
     job: RepairJob,
@@ -125,7 +171,7 @@ async def _attempt(
     record: NotificationRecord | None,
     now: datetime,
 ) -> NotificationRecord:
-    """One try on one channel; returns the record with its new status."""
+    """What to do on one channel now, without sending: skipped, delayed (quiet hours) or sending."""
     language = language_of(job.customer)
     message = render(template, channel, language, facts)
     to = recipient(job.customer, channel)
@@ -144,8 +190,7 @@ async def _attempt(
             created_at=now,
         )
     record.recipient, record.body, record.language = to or "", message.body, language
-    sender = services.channels.get(channel.value)
-    if to is None or sender is None:
+    if to is None or services.channels.get(channel.value) is None:
         record.status = "skipped"
         if to is None:
             record.error = "no email address" if channel is ChannelName.EMAIL else "no SMS consent"
@@ -157,16 +202,36 @@ async def _attempt(
         if allowed > now:
             record.status, record.scheduled_for, record.error = "delayed", allowed, "quiet hours"
             return record
+    record.status, record.scheduled_for = "sending", now + LEASE
     record.attempts += 1
+    return record
+
+
+async def _send(
+    services: Services,
+    entry_id: int,
+    job: RepairJob,
+    channel: ChannelName,
+    template: Template,
+    facts: Facts,
+    record: NotificationRecord,
+    now: datetime,
+) -> NotificationRecord:
+    """One try on one channel (no transaction open); returns the record with its outcome."""
+    message = render(template, channel, record.language, facts)
+    sender = services.channels[channel.value]
     retryable = True
     try:
         provider_id = await sender.send(
-            to, message.subject, message.body, idempotency_key=f"atelier-notify-{entry.id}-{channel.value}"
+            record.recipient,
+            message.subject,
+            message.body,
+            idempotency_key=f"atelier-notify-{entry_id}-{channel.value}",
         )
     except SendError as exc:
         retryable, error = exc.retryable, str(exc)
     except Exception as exc:  # a bug or an unexpected library error: never lose the message over it
-        log.exception("notification_channel_error", outbox_id=entry.id, channel=channel.value)
+        log.exception("notification_channel_error", outbox_id=entry_id, channel=channel.value)
         error = repr(exc)
     else:
         record.status, record.sent_at, record.provider_id, record.error = "sent", now, provider_id, None
@@ -176,7 +241,7 @@ async def _attempt(
         record.status, record.scheduled_for = "pending", now + backoff(record.attempts)
     else:
         record.status = "failed"
-    log.warning("notification_failed", outbox_id=entry.id, channel=channel.value, status=record.status, error=error)
+    log.warning("notification_failed", outbox_id=entry_id, channel=channel.value, status=record.status, error=error)
     return record
 
 
