@@ -79,6 +79,7 @@ class EventKind(StrEnum):
     SUPPLIER_CHOSEN = "supplier_chosen"
     ORDER_REFUSED = "order_refused"
     ORDER_CANCELLED = "order_cancelled"
+    REMINDED = "reminded"  # an uncollected device's customer was reminded
     NOTIFICATION_SENT = "notification_sent"
     NOTIFICATION_FAILED = "notification_failed"
     ESCALATED = "escalated"

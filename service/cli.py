@@ -179,6 +179,9 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_
         tenants = _seed_demo(settings, sandbox_url, webhook_secret)
         _start_demo_sandbox(sandbox_port)
         _point_sandbox_webhooks(sandbox_url, f"http://127.0.0.1:{listen_port}", tenants, webhook_secret)
+        # The demo's customers get their SMS through the sandbox's gateway (listed at /_sandbox/sms).
+        os.environ.setdefault("ATELIER_SMS_GATEWAY_URL", sandbox_url)
+        os.environ.setdefault("ATELIER_SMS_GATEWAY_KEY", "demo-key")
         click.echo(f"Supplier sandbox on {sandbox_url} (suppliers: {', '.join(tenants)})")
     from granian import Granian
     from granian.constants import Interfaces

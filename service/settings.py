@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(20, ge=1, le=200)
     db_max_overflow: int = Field(0, ge=0, le=200)
     redis_url: str | None = None
+    # The longest an arq task may run; a worker killed mid-task leaves it to be re-run after this + 10 s.
+    worker_job_timeout_seconds: int = Field(120, ge=1, le=3600)
     # Without Redis, `serve` runs the workers' tasks in-process (one machine, SQLite). Tests turn it off.
     embedded_worker: bool = True
 
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     escalation_stale_window_hours: float = Field(4.0, ge=0, le=24 * 30)  # stale supplier data not trusted alone
 
     # Customer notifications: a channel is used only when configured (email: host and from; SMS: URL and key).
+    # Devices ready but not collected: the customer is reminded after these many days, then managers told.
+    uncollected_reminder_days: list[int] = Field(default_factory=lambda: [3, 10, 30])
     smtp_host: str | None = None
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_from: str | None = None

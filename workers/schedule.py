@@ -24,6 +24,11 @@ class Periodic:
             if seconds % 60 or 60 % (seconds // 60):
                 raise ValueError(f"{self.task}: a period under an hour is a divisor of 60 minutes")
             return {"minute": set(range(0, 60, seconds // 60)), "second": {0}}
+        if seconds < 86_400:
+            hours = seconds // 3600
+            if seconds % 3600 or 24 % hours:
+                raise ValueError(f"{self.task}: a period under a day is a divisor of 24 hours")
+            return {"hour": set(range(0, 24, hours)), "minute": {0}, "second": {0}}
         return {"hour": {3}, "minute": {0}, "second": {0}}  # daily, at night
 
 
@@ -32,4 +37,5 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic("poll_suppliers", timedelta(minutes=1)),  # each supplier is polled when its own interval is due
     Periodic("sweep_escalations", timedelta(minutes=1)),
     Periodic("purge_webhooks", timedelta(days=1)),
+    Periodic("remind_uncollected", timedelta(hours=1)),
 )

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.worker import Function
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,7 +25,9 @@ from workers.queue import ArqQueue
 from workers.schedule import SCHEDULE
 from workers.tasks import TASKS
 
-JOB_TIMEOUT_SECONDS = 120  # short: a killed worker's job is re-run after job_timeout + 10 s
+# The default of ATELIER_WORKER_JOB_TIMEOUT_SECONDS: short, as a killed worker's job is re-run only
+# after the longest task timeout + 10 s (arq's in-progress key lives that long).
+JOB_TIMEOUT_SECONDS: int = Settings.model_fields["worker_job_timeout_seconds"].default
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -49,15 +54,26 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await services.aclose()
 
 
-class WorkerSettings:
-    functions: ClassVar[list[Any]] = [
-        func(task, name=name, timeout=JOB_TIMEOUT_SECONDS) for name, task in TASKS.items()
-    ]
-    cron_jobs: ClassVar[list[Any]] = [
-        cron(TASKS[p.task], name=f"cron:{p.task}", unique=True, timeout=p.timeout, **p.cron_fields())  # type: ignore[arg-type]
+def functions(job_timeout: int) -> list[Function]:
+    return [func(task, name=name, timeout=job_timeout) for name, task in TASKS.items()]  # type: ignore[arg-type]
+
+
+def cron_jobs(job_timeout: int) -> list[CronJob]:
+    """The schedule's tasks; each periodic's own time limit, capped by the worker's job timeout (arq
+    keeps a job's in-progress key for the longest limit of all + 10 s)."""
+    cap = timedelta(seconds=job_timeout)
+    return [
+        cron(TASKS[p.task], name=f"cron:{p.task}", unique=True, timeout=min(p.timeout, cap), **p.cron_fields())  # type: ignore[arg-type]
         for p in SCHEDULE
         if p.task in TASKS
     ]
+
+
+class WorkerSettings:
+    """arq's defaults for Atelier; `worker_options` replaces what depends on the settings."""
+
+    functions: ClassVar[list[Any]] = functions(JOB_TIMEOUT_SECONDS)
+    cron_jobs: ClassVar[list[Any]] = cron_jobs(JOB_TIMEOUT_SECONDS)
     on_startup = startup
     on_shutdown = shutdown
     job_timeout = JOB_TIMEOUT_SECONDS
@@ -67,7 +83,15 @@ class WorkerSettings:
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
-    """What the CLI passes to arq on top of `WorkerSettings`: where Redis is, and the settings to use."""
+    """What the CLI passes to arq on top of `WorkerSettings`: where Redis is, the settings to use, and
+    the tasks with their time limit."""
     if not settings.redis_url:
         raise ValueError("ATELIER_REDIS_URL is not set")
-    return {"redis_settings": redis_settings(settings.redis_url), "ctx": {"settings": settings}}
+    timeout = settings.worker_job_timeout_seconds
+    return {
+        "redis_settings": redis_settings(settings.redis_url),
+        "ctx": {"settings": settings},
+        "functions": functions(timeout),
+        "cron_jobs": cron_jobs(timeout),
+        "job_timeout": timeout,
+    }

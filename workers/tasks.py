@@ -11,7 +11,7 @@ from typing import Any
 
 import service.usecases.notifications  # noqa: F401  (registers the "notify" outbox handler)
 from service.services import Services, TaskQueue
-from service.usecases import escalation, outbox, polling
+from service.usecases import escalation, outbox, polling, reminders
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -35,6 +35,12 @@ async def purge_webhooks(ctx: dict[str, Any]) -> int:
     before = services.clock() - timedelta(days=services.settings.webhook_retention_days)
     async with services.db.transaction() as uow:
         return await uow.suppliers.purge_webhooks(before)
+
+
+async def remind_uncollected(ctx: dict[str, Any]) -> int:
+    """Reminders for devices ready but not collected (3, 10, 30 days); idempotent."""
+    services = _services(ctx)
+    return await reminders.remind_uncollected(services, now=services.clock())
 
 
 async def sweep_escalations(ctx: dict[str, Any]) -> int:
@@ -62,6 +68,7 @@ TASKS = {
     "relay_outbox": relay_outbox,
     "handle_outbox": handle_outbox,
     "purge_webhooks": purge_webhooks,
+    "remind_uncollected": remind_uncollected,
     "poll_suppliers": poll_suppliers,
     "poll_supplier": poll_supplier,
     "sweep_escalations": sweep_escalations,

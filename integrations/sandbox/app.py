@@ -24,11 +24,13 @@ from integrations.sandbox.faults import hit, malformed_csv, malformed_json
 from integrations.sandbox.orders import SandboxError
 from integrations.sandbox.state import DEFAULT_TENANT, Sandbox, Tenant, WebhookTarget
 from integrations.sandbox.webhooks import RETRY_DELAYS, TIMEOUT, Pusher, secret_key
-from integrations.sandbox.wire import csv_rows, csv_text, order_json, quote_json
+from integrations.sandbox.wire import csv_rows, csv_text, iso, order_json, quote_json
 
 Clock = Callable[[], datetime]
 M = TypeVar("M", bound=BaseModel)
 MAX_SKUS = 100
+MAX_CHANGES = 1000  # orders per page of the changes feed
+MAX_BULK = 10_000  # orders per bulk creation
 log = logging.getLogger("atelier.sandbox")
 
 
@@ -53,6 +55,10 @@ class LineIn(_Strict):
 class OrderIn(_Strict):
     po: str = Field(min_length=1, max_length=64)
     lines: list[LineIn] = Field(min_length=1, max_length=100)
+
+
+class BulkIn(_Strict):
+    orders: list[OrderIn] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class AdvanceIn(_Strict):
@@ -120,9 +126,10 @@ def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
-async def _admit(request: Request[Any, Any, Any], name: str, *, auth: bool) -> Tenant:
-    """What every API/feed request goes through: latency, then auth, then the dice for 429 and 5xx."""
+async def _admit(request: Request[Any, Any, Any], name: str, *, auth: bool, operation: str) -> Tenant:
+    """What every API/feed request goes through: counted, then latency, auth, the dice for 429 and 5xx."""
     tenant = _sandbox(request).tenant(name)
+    tenant.requests[operation] += 1
     faults = tenant.faults
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
@@ -168,7 +175,7 @@ def _error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 async def stock(
     request: Request[Any, Any, Any], skus: str | None = None, tenant: str = DEFAULT_TENANT
 ) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=True)
+    supplier = await _admit(request, tenant, auth=True, operation="stock")
     wanted = list(dict.fromkeys(s.strip() for s in (skus or "").split(",") if s.strip()))
     if not 1 <= len(wanted) <= MAX_SKUS:
         raise SandboxError(400, f"skus: 1 to {MAX_SKUS} comma-separated SKUs")
@@ -179,7 +186,7 @@ async def stock(
 
 @post(both("/api/v1/orders"))
 async def place_order(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=True)
+    supplier = await _admit(request, tenant, auth=True, operation="place_order")
     key = request.headers.get("idempotency-key", "").strip()
     if not key:
         raise SandboxError(400, "the Idempotency-Key header is required")
@@ -199,7 +206,7 @@ def _read_order(request: Request[Any, Any, Any], supplier: Tenant, order_id: str
 
 @get(both("/api/v1/orders/{order_id:str}"))
 async def get_order(request: Request[Any, Any, Any], order_id: str, tenant: str = DEFAULT_TENANT) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=True)
+    supplier = await _admit(request, tenant, auth=True, operation="get_order")
     return _answer(supplier, _read_order(request, supplier, order_id))
 
 
@@ -207,16 +214,52 @@ async def get_order(request: Request[Any, Any, Any], order_id: str, tenant: str 
 async def find_orders(
     request: Request[Any, Any, Any], po: str | None = None, tenant: str = DEFAULT_TENANT
 ) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=True)
+    supplier = await _admit(request, tenant, auth=True, operation="find_orders")
     if not po:
         raise SandboxError(400, "po is required")
     found = supplier.by_po.get(po)
     return _answer(supplier, {"items": [_read_order(request, supplier, found)] if found else []})
 
 
+@get(both("/api/v1/orders/changes"))
+async def order_changes(
+    request: Request[Any, Any, Any],
+    since: str | None = None,
+    limit: str | None = None,
+    cursor: str | None = None,
+    tenant: str = DEFAULT_TENANT,
+) -> Response[Any]:
+    """The changes feed: orders whose `updated_at` is after `since`, oldest change first, paginated.
+    Reading it slips nothing (`eta_slip_hours` acts on a single order's GET only)."""
+    supplier = await _admit(request, tenant, auth=True, operation="order_changes")
+    after = _moment(since, "since") if since else None
+    size = MAX_CHANGES if limit is None else _count(limit, "limit", 1, MAX_CHANGES)
+    page, next_cursor = supplier.changes(after, cursor or None, size)
+    now = _now(request)
+    return _answer(
+        supplier, {"items": [order_json(order) for order in page], "next_cursor": next_cursor, "as_of": iso(now)}
+    )
+
+
+def _moment(text: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SandboxError(400, f"{name}: an ISO 8601 date-time with an offset") from exc
+    if moment.tzinfo is None:
+        raise SandboxError(400, f"{name}: an ISO 8601 date-time with an offset")
+    return moment
+
+
+def _count(text: str, name: str, low: int, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise SandboxError(400, f"{name}: a whole number from {low} to {high}")
+    return int(text)
+
+
 @post(both("/api/v1/orders/{order_id:str}/cancel"))
 async def cancel_order(request: Request[Any, Any, Any], order_id: str, tenant: str = DEFAULT_TENANT) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=True)
+    supplier = await _admit(request, tenant, auth=True, operation="cancel_order")
     return _answer(supplier, order_json(supplier.cancel(order_id, _now(request))))
 
 
@@ -225,7 +268,7 @@ async def cancel_order(request: Request[Any, Any, Any], order_id: str, tenant: s
 
 @get(both("/feed.csv"))
 async def feed(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> Response[Any]:
-    supplier = await _admit(request, tenant, auth=False)
+    supplier = await _admit(request, tenant, auth=False, operation="feed")
     now = _now(request)
     rows = csv_rows([supplier.quote(part.sku, now) for part in CATALOGUE])
     if hit(supplier.rng, supplier.faults.malformed_rate):
@@ -239,7 +282,7 @@ async def feed(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) ->
 @post(both("/sms/messages"))
 async def send_sms(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> Response[Any]:
     """Records the message (per tenant); the tenant's faults apply. An Idempotency-Key replays its id."""
-    gateway = await _admit(request, tenant, auth=True)
+    gateway = await _admit(request, tenant, auth=True, operation="send_sms")
     body = await _parse(request, SmsIn)
     sent: list[dict[str, Any]] = request.app.state.sms.setdefault(gateway.name, [])
     key = request.headers.get("idempotency-key", "").strip() or None
@@ -314,6 +357,23 @@ async def advance(request: Request[Any, Any, Any], order_id: str, tenant: str = 
     return {"order": order_json(order), "webhook": first}
 
 
+@post(both("/_sandbox/orders/bulk"), status_code=201)
+async def bulk_orders(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """Up to 10,000 orders at once, for benchmarks: each as if placed with its PO as Idempotency-Key
+    (an existing PO gives its existing order), no webhook pushed."""
+    supplier = _sandbox(request).tenant(tenant)
+    body = await _parse(request, BulkIn)
+    wanted = [(order.po, [(line.sku, line.quantity) for line in order.lines]) for order in body.orders]
+    return {"ids": supplier.bulk_place(wanted, _now(request))}
+
+
+@get(both("/_sandbox/stats"))
+async def stats(request: Request[Any, Any, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """What the tenant holds and the API/feed requests it received since its last reset, per operation."""
+    supplier = _sandbox(request).tenant(tenant)
+    return {"orders": len(supplier.orders), "requests": dict(supplier.requests)}
+
+
 @post(both("/_sandbox/stock/{sku:str}"), status_code=200)
 async def set_stock(request: Request[Any, Any, Any], sku: str, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
     supplier = _sandbox(request).tenant(tenant)
@@ -343,9 +403,10 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            *(stock, place_order, get_order, find_orders, cancel_order, feed),  # the supplier
+            *(stock, place_order, order_changes, get_order, find_orders, cancel_order, feed),  # the supplier
             *(send_sms, sms_log),  # an SMS gateway
             *(get_faults, put_faults, reset, configure_webhooks, webhook_log, advance, set_stock),  # its controls
+            *(bulk_orders, stats),
         ],
         lifespan=[lifespan],
         exception_handlers={Exception: _error},

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +56,7 @@ class Tenant:
     pinned: dict[str, int] = field(default_factory=dict)  # stock set by the admin route, until reset
     taken: dict[str, int] = field(default_factory=dict)  # units ordered since the stock was last set
     log: list[dict[str, Any]] = field(default_factory=list)  # webhook attempts
+    requests: Counter[str] = field(default_factory=Counter)  # API/feed requests received, per operation
     issued: int = 0  # order numbers survive a reset, so an id never names two orders
 
     def __post_init__(self) -> None:
@@ -61,7 +65,7 @@ class Tenant:
     def reset(self, defaults: Faults) -> None:
         """Forget orders and stock changes; faults back to the CLI defaults. Webhook settings stay."""
         self.faults, self.rng = defaults, seeded(self.seed, self.name, "faults")
-        for book in (self.orders, self.by_key, self.by_po, self.pinned, self.taken):
+        for book in (self.orders, self.by_key, self.by_po, self.pinned, self.taken, self.requests):
             book.clear()
 
     # --- stock -------------------------------------------------------------------------------------
@@ -129,6 +133,31 @@ class Tenant:
             return None
         return orders.slip(order, now, hours=hours)
 
+    def changes(self, since: datetime | None, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
+        """The orders changed after `since` (strictly), oldest change first, `limit` at a time.
+
+        Ordered by (updated_at, id), and the cursor is the position of the last item sent, so the pages
+        are stable while orders change: an order that changes meanwhile moves behind the cursor and is
+        sent again on a later page. Reading the feed changes nothing (no eta slip: that is a GET's).
+        """
+        after = decode_cursor(cursor) if cursor else None
+        changed = [
+            order
+            for order in self.orders.values()
+            if (since is None or order.updated_at > since) and (after is None or (order.updated_at, order.id) > after)
+        ]
+        changed.sort(key=lambda order: (order.updated_at, order.id))
+        page = changed[:limit]
+        more = len(changed) > limit
+        return page, encode_cursor(page[-1].updated_at, page[-1].id) if more else None
+
+    def bulk_place(self, wanted: Sequence[tuple[str, Sequence[tuple[str, int]]]], now: datetime) -> list[str]:
+        """Many orders at once (benchmarks): each as `place` with its PO as the key, no webhook."""
+        unknown = sorted({sku for _, lines in wanted for sku, _ in lines if sku not in BY_SKU})
+        if unknown:
+            raise SandboxError(422, f"unknown SKU: {', '.join(unknown)}")
+        return [self.place(po, po, lines, now)[0].id for po, lines in wanted]
+
     def cancel(self, order_id: str, now: datetime) -> Order:
         """Atelier cancels: repeatable, refused (409) once anything shipped."""
         order = self.order(order_id)
@@ -167,6 +196,22 @@ class Tenant:
     def _tracking_number(self, order: Order) -> str:
         digest = hashlib.sha256(f"{self.seed}|{self.name}|{order.id}".encode()).hexdigest()
         return "SBX" + digest[:12].upper()
+
+
+def encode_cursor(updated_at: datetime, order_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{order_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, order_id = text.split("|", 1)
+        updated_at = datetime.fromisoformat(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise SandboxError(400, "cursor: not a cursor this feed gave") from exc
+    if updated_at.tzinfo is None:
+        raise SandboxError(400, "cursor: not a cursor this feed gave")
+    return updated_at, order_id
 
 
 class Sandbox:

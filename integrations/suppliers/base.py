@@ -91,6 +91,15 @@ class OrderInfo:
     updated_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OrderChanges:
+    """The supplier's orders that changed since a time, each once in its newest state, oldest change
+    first; `as_of` is the supplier's time of its last answer (everything changed up to then is in)."""
+
+    items: list[OrderInfo]
+    as_of: datetime
+
+
 class SupplierError(Exception):
     """Base of everything an adapter raises; `supplier` names who failed, `reason` says how."""
 
@@ -138,5 +147,10 @@ class SupplierClient(Protocol):
     async def order_status(self, supplier_order_id: str) -> OrderInfo: ...
 
     async def cancel_order(self, supplier_order_id: str) -> OrderInfo: ...
+
+    async def order_changes(self, since: datetime | None) -> OrderChanges:
+        """Every order changed after `since` (None: all orders), following the feed's pages; reading it
+        again is harmless (each page is an idempotent call)."""
+        ...
 
     async def aclose(self) -> None: ...

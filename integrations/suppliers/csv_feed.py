@@ -25,6 +25,7 @@ from integrations.http import SupplierHttp
 from integrations.suppliers.base import (
     BadSupplierData,
     NotSupported,
+    OrderChanges,
     OrderInfo,
     OrderLineRequest,
     StockAnswer,
@@ -156,6 +157,9 @@ class CsvFeedClient:
         self._no_orders()
 
     async def cancel_order(self, supplier_order_id: str) -> OrderInfo:
+        self._no_orders()
+
+    async def order_changes(self, since: datetime | None) -> OrderChanges:
         self._no_orders()
 
     def _no_orders(self) -> NoReturn:

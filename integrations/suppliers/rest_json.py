@@ -4,12 +4,13 @@ Every answer is validated with the strict pydantic models below before anything 
 that is not JSON, has wrong types or contradicts the request is `BadSupplierData`); extra fields are
 ignored so that a supplier may add some. All four operations may be retried: reads are safe, an order
 carries our PO as its `Idempotency-Key` (a repeat returns the same order) and cancelling twice cancels
-once.
+once. The changes feed (`order_changes`) is followed page by page, each page an idempotent GET.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from integrations.http import SupplierHttp, SupplierResponse
 from integrations.suppliers.base import (
     BadSupplierData,
     LineState,
+    OrderChanges,
     OrderInfo,
     OrderLineInfo,
     OrderLineRequest,
@@ -33,6 +35,8 @@ from integrations.suppliers.base import (
 log = structlog.get_logger("integrations.suppliers")
 
 MAX_SKUS_PER_REQUEST = 100
+CHANGES_PAGE = 1000  # orders per page of the changes feed (its maximum)
+MAX_CHANGES_PAGES = 10_000  # a feed that never ends is refused rather than followed forever
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -73,6 +77,12 @@ class OrderWire(_Wire):
     tracking_number: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     updated_at: AwareDatetime | None = None
     lines: list[OrderLineWire]
+
+
+class OrderChangesWire(_Wire):
+    items: list[OrderWire]
+    next_cursor: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None
+    as_of: AwareDatetime
 
 
 W = TypeVar("W", bound=_Wire)
@@ -149,6 +159,34 @@ class RestJsonClient:
         )
         return self._same_order(self._order(response, "cancel_order"), supplier_order_id, "cancel_order")
 
+    async def order_changes(self, since: datetime | None) -> OrderChanges:
+        """Every order changed after `since` (None: all), each once in the newest state the pages gave
+        (an order that changes while the pages are read comes again on a later page); `as_of` is the
+        supplier's time of its last page."""
+        params = {"limit": str(CHANGES_PAGE)}
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError("since must be timezone-aware")
+            params["since"] = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        found: dict[str, OrderInfo] = {}
+        seen_cursors: set[str] = set()
+        for _ in range(MAX_CHANGES_PAGES):
+            response = await self._http.request(
+                "GET", "/api/v1/orders/changes", operation="order_changes", idempotent=True, params=params
+            )
+            page = self._parse(response, OrderChangesWire, "order_changes")
+            for wire in page.items:
+                order = self._info(wire, "order_changes")
+                found.pop(order.supplier_order_id, None)  # its newer state goes last, as the feed orders it
+                found[order.supplier_order_id] = order
+            if page.next_cursor is None:
+                return OrderChanges(items=list(found.values()), as_of=page.as_of)
+            if page.next_cursor in seen_cursors or not page.items:
+                raise self._bad("order_changes", "the feed's cursor goes round in circles")
+            seen_cursors.add(page.next_cursor)
+            params["cursor"] = page.next_cursor
+        raise self._bad("order_changes", f"the feed did not end within {MAX_CHANGES_PAGES} pages")
+
     # --- validation ---------------------------------------------------------------------------
 
     def _parse(self, response: SupplierResponse, model: type[W], operation: str) -> W:
@@ -202,7 +240,9 @@ class RestJsonClient:
         return items, unknown
 
     def _order(self, response: SupplierResponse, operation: str) -> OrderInfo:
-        order = self._parse(response, OrderWire, operation)
+        return self._info(self._parse(response, OrderWire, operation), operation)
+
+    def _info(self, order: OrderWire, operation: str) -> OrderInfo:
         if not order.lines:
             raise self._bad(operation, "answered an order without lines")
         for line in order.lines:

@@ -1,5 +1,5 @@
 """What supplier polling reads and writes: which suppliers are due (and claiming a poll slot), the SKUs
-awaited on open part lines, and the open orders to ask about."""
+awaited on open part lines, the open orders to ask about, and how far a supplier's changes feed was read."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.parts import PartStatus
+from domain.parts import OrderStatus, PartStatus
 from service.persistence.tables import line_t, order_t, supplier_sku_t, supplier_t
 
 T = TypeVar("T")
@@ -20,6 +20,7 @@ CHUNK = 1000  # ids or SKUs per IN (...): far below any driver's parameter limit
 # Lines whose stock and ETA a supplier is asked about: not yet ordered (any supplier may get them),
 # or awaited from it.
 AWAITED = (PartStatus.ORDERED, PartStatus.BACKORDERED, PartStatus.SHIPPED)
+CLOSED_ORDERS = (OrderStatus.DELIVERED.value, OrderStatus.CANCELLED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,60 @@ class PollingRepository:
             rows = await self._conn.execute(select(order_t.c.id, order_t.c.supplier_ref).where(order_t.c.id.in_(chunk)))
             refs.update({row[0]: row[1] for row in rows})
         return refs
+
+    async def feed_watermark(self, supplier_id: int) -> datetime | None:
+        """Where the next read of the supplier's changes feed starts (None: from the beginning)."""
+        found: datetime | None = await self._conn.scalar(
+            select(supplier_t.c.feed_watermark).where(supplier_t.c.id == supplier_id)
+        )
+        return found
+
+    async def set_feed_watermark(self, supplier_id: int, watermark: datetime | None) -> None:
+        await self._conn.execute(
+            update(supplier_t).where(supplier_t.c.id == supplier_id).values(feed_watermark=watermark)
+        )
+
+    async def open_without_ref(self, supplier_id: int) -> int:
+        """How many of the supplier's open orders it never told us its id for."""
+        count = await self._conn.scalar(
+            select(func.count())
+            .select_from(order_t)
+            .where(
+                order_t.c.supplier_id == supplier_id,
+                order_t.c.status.not_in(CLOSED_ORDERS),
+                order_t.c.supplier_ref.is_(None),
+            )
+        )
+        return int(count or 0)
+
+    async def open_orders_named(
+        self, supplier_id: int, refs: Sequence[str], po_ids: Sequence[int]
+    ) -> tuple[dict[str, int], dict[int, int]]:
+        """Which of the supplier's open orders a page of its feed names: by its id for them (`refs` →
+        our order id), and, for the orders whose id it never told us, by our PO (`po_ids`, our order ids,
+        → themselves). One query per thousand names, not one per order."""
+        by_ref: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(refs))):
+            rows = await self._conn.execute(
+                select(order_t.c.supplier_ref, order_t.c.id).where(
+                    order_t.c.supplier_id == supplier_id,
+                    order_t.c.supplier_ref.in_(chunk),
+                    order_t.c.status.not_in(CLOSED_ORDERS),
+                )
+            )
+            by_ref.update({row[0]: row[1] for row in rows})
+        by_po: dict[int, int] = {}
+        for ids in _chunks(sorted(set(po_ids))):
+            rows = await self._conn.execute(
+                select(order_t.c.id).where(
+                    order_t.c.id.in_(ids),
+                    order_t.c.supplier_id == supplier_id,
+                    order_t.c.supplier_ref.is_(None),
+                    order_t.c.status.not_in(CLOSED_ORDERS),
+                )
+            )
+            by_po.update({row[0]: row[0] for row in rows})
+        return by_ref, by_po
 
 
 def _chunks(items: list[T]) -> list[list[T]]:

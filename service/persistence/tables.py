@@ -10,12 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integers: a larger one names nothing (and must not reach the database)
+
+# Part lines on order, which alone can be late (a line still `needed` has no date to miss). Spelled out
+# because a partial index's predicate is SQL; the escalation sweep's query names the same statuses, as
+# literals, so that PostgreSQL and SQLite can prove it matches the index.
+ON_ORDER_STATUSES = ("ordered", "shipped", "backordered")
+SLIPPED_LINE = "status IN ('ordered', 'shipped', 'backordered') AND eta > promised_at"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -180,6 +186,8 @@ class SupplierRow(SQLModel, table=True):
     last_ok_at: datetime | None = _utc(nullable=True)
     stale_since: datetime | None = _utc(nullable=True)
     last_polled_at: datetime | None = _utc(nullable=True)  # when its latest poll was scheduled (claimed)
+    # Its changes feed was read up to here (its own clock, less an overlap): the next poll asks from it.
+    feed_watermark: datetime | None = _utc(nullable=True)
     version: int = 1
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
@@ -213,7 +221,11 @@ class SupplierStockRow(SQLModel, table=True):
 
 class SupplierOrderRow(SQLModel, table=True):
     __tablename__ = "supplier_order"
-    __table_args__ = (Index("ix_supplier_order_branch_status", "branch_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_supplier_order_branch_status", "branch_id", "status", "id"),
+        # A changes feed names orders by the supplier's id: found a page at a time.
+        Index("ix_supplier_order_supplier_ref", "supplier_id", "supplier_ref"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     supplier_id: int = Field(foreign_key="supplier.id", index=True)
@@ -233,6 +245,14 @@ class PartLineRow(SQLModel, table=True):
     __table_args__ = (
         # The late-parts list and the workers scan open lines by ETA.
         Index("ix_part_line_status_eta", "status", "eta"),
+        # The escalation sweep's other half: lines on order whose ETA slipped past the promise. Partial, so
+        # it holds those few lines only, not every open line (nor the history of fitted ones).
+        Index(
+            "ix_part_line_slipped",
+            "job_id",
+            postgresql_where=text(SLIPPED_LINE),
+            sqlite_where=text(SLIPPED_LINE),
+        ),
         Index("ix_part_line_branch_status", "branch_id", "status"),
     )
 

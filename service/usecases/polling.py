@@ -6,12 +6,14 @@ each poll in the database (so two workers, or two cron runs, never take the same
 once, a second safeguard).
 
 `poll_supplier` asks one supplier for the stock and ETA of every SKU on open part lines and for the
-status of every open order placed with it, a few calls at a time (the client adds the supplier's rate
-limit, retries and breaker). What it learns goes through the same use cases as the webhooks
-(`record_stock`, `apply_fact`), so a poll and a webhook reporting the same fact apply it once. No
-transaction is ever open across a supplier call: read, call, then write in one short unit of work per
-answer. A supplier that cannot answer (breaker open, timeouts, 5xx or 429 after retries, malformed
-bodies) is marked stale from its first failure; a good poll clears that.
+orders that changed since its last poll (its changes feed, a page of up to 1,000 orders per call, from
+the supplier's feed watermark), a few calls at a time (the client adds the supplier's rate limit,
+retries and breaker). What it learns goes through the same use cases as the webhooks (`record_stock`,
+`apply_fact`), so a poll and a webhook reporting the same fact apply it once; and so re-reading part of
+the feed is harmless, which is why the watermark stored is the feed's `as_of` less an overlap. No
+transaction is ever open across a supplier call: read, call, then write in short units of work. A
+supplier that cannot answer (breaker open, timeouts, 5xx or 429 after retries, malformed bodies) is
+marked stale from its first failure; a good poll clears that.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from domain.errors import NotFound, VersionConflict
-from domain.parts import EtaSource
+from domain.parts import EtaSource, parse_po
 from integrations.suppliers.base import (
     AdapterKind,
+    OrderInfo,
     SupplierClient,
     SupplierError,
     SupplierRejected,
@@ -46,6 +49,9 @@ POLL_TASK = "poll_supplier"
 CONCURRENCY = 4  # supplier calls in flight per supplier (its rate limit applies on top)
 STOCK_BATCH = 100  # SKUs per stock request of a REST supplier (its API's own limit)
 MAX_ERRORS_KEPT = 20
+FEED_OVERLAP = timedelta(minutes=1)  # re-read of the changes feed: clock skew and same-second changes
+APPLY_BATCH = 50  # orders of the feed applied per unit of work
+CHANGES_CHUNK = 1000  # orders of the feed mapped to ours per query
 
 
 def job_id(supplier_id: int, slot: int) -> str:
@@ -92,8 +98,11 @@ class PollReport:
     skus_asked: int = 0
     stock_items: int = 0  # stock answers recorded
     unknown_skus: int = 0  # SKUs the supplier says it does not carry
-    orders_checked: int = 0  # open orders whose status the supplier answered
-    orders_without_ref: int = 0  # sent, but the supplier's id for them never learned: not askable
+    feed_changes: int = 0  # orders the changes feed returned (ours or not, open or not)
+    orders_checked: int = 0  # open orders of ours among them, applied
+    orders_without_ref: int = 0  # sent, but the supplier's id for them never learned (found by PO in the feed)
+    feed_since: datetime | None = None  # where the feed was read from (None: all of it)
+    feed_watermark: datetime | None = None  # where the next poll reads it from (None: not moved)
     facts_applied: int = 0  # facts that changed at least one line
     lines_changed: int = 0
     failures: int = 0  # calls that got no usable answer (or whose answer could not be applied)
@@ -134,11 +143,11 @@ async def poll_supplier(
         config = client_config(stored, services.cipher)
         polling = PollingRepository(uow.connection)
         skus = await polling.awaited_skus(supplier_id)
-        refs: dict[int, str | None] = {}
-        if config.adapter is not AdapterKind.CSV_FEED:
-            refs = await polling.supplier_refs(await uow.orders.open_for_supplier(supplier_id))
+        feed = config.adapter is not AdapterKind.CSV_FEED  # a stock feed takes no orders
+        if feed:
+            report.feed_since = await polling.feed_watermark(supplier_id)
+            report.orders_without_ref = await polling.open_without_ref(supplier_id)
     report.skus_asked = len(skus)
-    report.orders_without_ref = sum(1 for ref in refs.values() if ref is None)
     try:
         client = services.suppliers.get(config)
     except ValueError as exc:  # its URL may not be called (changed since it was saved, or settings)
@@ -151,11 +160,8 @@ async def poll_supplier(
         _stock_job(services, client, supplier_id, skus[start : start + size], report, now)
         for start in range(0, len(skus), max(1, size))
     ]
-    work += [
-        _order_job(services, client, order_id, ref, report, now)
-        for order_id, ref in sorted(refs.items())
-        if ref is not None
-    ]
+    if feed:
+        work.append(_feed_job(services, client, supplier_id, report, now, concurrency))
     if work:
         # The first call alone: a supplier that is down (after the client's retries, or its breaker
         # open) is not sent the rest; one that answers gets them, a few at a time.
@@ -207,31 +213,89 @@ def _stock_job(
     return run
 
 
-def _order_job(
-    services: Services, client: SupplierClient, order_id: int, ref: str, report: PollReport, now: datetime
+def _feed_job(
+    services: Services, client: SupplierClient, supplier_id: int, report: PollReport, now: datetime, concurrency: int
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         try:
-            info = await client.order_status(ref)
+            changes = await client.order_changes(report.feed_since)
         except SupplierError as exc:
             _failed(report, exc)
             return
         report._answered += 1
-        report.orders_checked += 1
-        applied, changed = 0, set[int | None]()
-        try:
-            async with services.db.transaction() as uow:
-                for fact in facts_from_order(info, EtaSource.POLL, now):
-                    lines = await apply_fact(uow, order_id, fact, now=now, supplier_ref=info.supplier_order_id)
-                    applied += bool(lines)
-                    changed.update(line.id for line in lines)
-        except VersionConflict as exc:  # a webhook changed the order meanwhile: the next poll re-reads it
-            report.failed(f"order {order_id}: {exc.detail}", unavailable=False)
+        report.feed_changes = len(changes.items)
+        watermark: datetime | None = changes.as_of
+        for start in range(0, len(changes.items), CHANGES_CHUNK):
+            chunk = changes.items[start : start + CHANGES_CHUNK]
+            async with services.db.transaction(write=False) as uow:
+                by_ref, by_po = await PollingRepository(uow.connection).open_orders_named(
+                    supplier_id, [info.supplier_order_id for info in chunk], [_po_id(info) for info in chunk]
+                )
+            ours = sorted(  # in order: batches applied at once lock their orders in the same order
+                ((order_id, info) for info in chunk if (order_id := _ours(info, by_ref, by_po)) is not None),
+                key=lambda pair: pair[0],
+            )
+            batches = [ours[i : i + APPLY_BATCH] for i in range(0, len(ours), APPLY_BATCH)]
+            failed: list[OrderInfo] = []
+            await _run_limited([_apply_job(services, batch, report, now, failed) for batch in batches], concurrency)
+            # Read again next time from before the oldest change that could not be applied.
+            for info in failed:
+                watermark = min(watermark, info.updated_at) if watermark and info.updated_at else None
+        if watermark is None:
             return
-        report.facts_applied += applied
-        report.lines_changed += len(changed)
+        moved = watermark - FEED_OVERLAP
+        if report.feed_since is None or moved > report.feed_since:
+            async with services.db.transaction() as uow:
+                await PollingRepository(uow.connection).set_feed_watermark(supplier_id, moved)
+            report.feed_watermark = moved
 
     return run
+
+
+def _po_id(info: OrderInfo) -> int:
+    return parse_po(info.po) or 0
+
+
+def _ours(info: OrderInfo, by_ref: dict[str, int], by_po: dict[int, int]) -> int | None:
+    """Our open order this feed entry is about: by the supplier's id for it, else by our PO when we
+    never learned that id (its answer to the order was lost; `apply_fact` then records it)."""
+    return by_ref.get(info.supplier_order_id) or by_po.get(_po_id(info))
+
+
+def _apply_job(
+    services: Services, batch: list[tuple[int, OrderInfo]], report: PollReport, now: datetime, failed: list[OrderInfo]
+) -> Callable[[], Awaitable[None]]:
+    """Apply a batch of the feed's orders in one unit of work; if one of them conflicts with a webhook
+    applied meanwhile, the batch is rolled back and its orders are applied one per unit of work."""
+
+    async def run() -> None:
+        try:
+            applied, changed = await _apply(services, batch, now)
+        except VersionConflict:
+            if len(batch) == 1:
+                order_id, info = batch[0]
+                report.failed(f"order {order_id}: changed meanwhile, read again next poll", unavailable=False)
+                failed.append(info)
+                return
+            for one in batch:
+                await _apply_job(services, [one], report, now, failed)()
+            return
+        report.orders_checked += len(batch)
+        report.facts_applied += applied
+        report.lines_changed += changed
+
+    return run
+
+
+async def _apply(services: Services, batch: list[tuple[int, OrderInfo]], now: datetime) -> tuple[int, int]:
+    applied, changed = 0, set[int | None]()
+    async with services.db.transaction() as uow:
+        for order_id, info in batch:
+            for fact in facts_from_order(info, EtaSource.POLL, now):
+                lines = await apply_fact(uow, order_id, fact, now=now, supplier_ref=info.supplier_order_id)
+                applied += bool(lines)
+                changed.update(line.id for line in lines)
+    return applied, len(changed)
 
 
 def _failed(report: PollReport, exc: SupplierError) -> None:

@@ -212,14 +212,22 @@ def _check_orderable(line: PartLine) -> None:
         raise RuleConflict(f"part line {line.id} is already {line.status}")
 
 
+def _unanswered(order: SupplierOrder, line: PartLine) -> bool:
+    """Our PO went to the supplier but its answer was never recorded on the line (lost, or the worker
+    died): the supplier may hold it, so it must be re-sent, never replaced by a second order. A line is
+    recorded as ordered only from the answer, so it is still needed (or cancelled, when re-sourcing)."""
+    return order.status is not OrderStatus.CANCELLED and line.status in (PartStatus.NEEDED, PartStatus.CANCELLED)
+
+
 async def _pending_order(db: Database, actor: Actor, src: Sourcing) -> SupplierOrder | None:
     """An order we sent without hearing back: ordering again re-sends it, whatever supplier is named."""
-    if src.line.order_id is None or src.line.status is PartStatus.CANCELLED:
+    if src.line.order_id is None:
         return None
     async with db.transaction(write=False) as uow:
         order = await uow.orders.get(actor, src.line.order_id)
-    # Sent, but its answer never recorded here (the supplier may have confirmed it by webhook meanwhile).
-    if order.status is OrderStatus.CANCELLED or src.line.status is not PartStatus.NEEDED:
+    if not _unanswered(order, src.line):
+        if src.line.status is PartStatus.CANCELLED:
+            return None  # its order was cancelled: a fresh order, elsewhere if need be
         raise RuleConflict(f"part line {src.line.id} is already on {order.po}")
     if order.supplier_id not in src.supplier_skus:
         raise RuleConflict(f"{order.po} with supplier {order.supplier_id} awaits an answer: order again from it")
@@ -247,7 +255,7 @@ async def _open_order(db: Database, actor: Actor, src: Sourcing, choice: Choice,
     async with db.transaction() as uow:
         job, line = await line_of(uow, actor, src.job.ref, src.line.id or 0, lock=True)
         _check_orderable(line)
-        if line.order_id is not None and line.status is not PartStatus.CANCELLED:
+        if line.order_id is not None and _unanswered(await uow.orders.get(actor, line.order_id), line):
             raise RuleConflict(f"part line {line.id} was ordered meanwhile")
         order = SupplierOrder(
             None, choice.offer.supplier_id, job.branch_id, job.id or 0, now, actor.username, choice.reason

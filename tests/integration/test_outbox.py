@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import Worker, func
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.persistence.outbox import OutboxEntry
 from service.secrets import PasscodeCipher
 from service.services import Services, build_services
 from service.settings import Settings
 from service.usecases import outbox
-from tests.conftest import IN_CI, PASSCODE_KEY, FakeClock
+from tests.conftest import PASSCODE_KEY, FakeClock
+from tests.redis_support import flushed_redis
 from workers.embedded import EmbeddedWorker
 from workers.queue import ArqQueue
 from workers.schedule import Periodic
 from workers.tasks import handle_outbox
 
-REDIS_URL = os.environ.get("ATELIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 HANDLED: list[int] = []
 
 
@@ -123,20 +120,8 @@ async def test_the_embedded_runner_handles_entries_without_redis(services: Servi
 
 @pytest.fixture
 async def redis() -> AsyncIterator[ArqRedis]:
-    try:
-        settings = RedisSettings.from_dsn(REDIS_URL)
-        settings.conn_retries = 0  # here a missing Redis is a failure to report, not to wait out
-        pool = await create_pool(settings)
-        await pool.flushdb()
-    except (OSError, RedisConnectionError) as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable")
-    try:
+    async with flushed_redis(9) as pool:
         yield pool
-    finally:
-        await pool.flushdb()
-        await pool.aclose()
 
 
 async def test_through_real_arq_each_entry_is_queued_once_and_handled(

@@ -9,7 +9,6 @@ fails them).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -17,19 +16,22 @@ from typing import Any
 
 import pytest
 from arq import create_pool, func
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 from arq.worker import Worker
+from sqlalchemy import update
 
 from integrations.http import HttpSettings
 from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
 from integrations.sandbox.catalogue import seeded
 from integrations.suppliers.registry import SupplierClients
 from service.persistence.db import create_engine
+from service.persistence.tables import order_t
 from service.secrets import required_secrets
 from service.services import Services, build_services
 from service.settings import Settings
 from service.uow import Database
+from service.usecases import polling as polling_usecase
 from service.usecases.polling import PollReport, poll_due_suppliers, poll_supplier
 from tests.api.parts_helpers import (
     MANAGER,
@@ -55,12 +57,13 @@ from tests.api.parts_helpers import (
     signed_headers,
     supplier_skus,
 )
-from tests.conftest import IN_CI, Api, FakeClock
+from tests.conftest import Api, FakeClock
+from tests.redis_support import flushed_redis, redis_settings
 from tests.sandbox_fixture import SandboxServer
 from workers.queue import ArqQueue
 from workers.tasks import TASKS
 
-REDIS_URL = os.environ.get("ATELIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+REDIS_DB = 7  # this module's own Redis database
 
 
 @pytest.fixture
@@ -473,35 +476,15 @@ async def test_a_poll_the_queue_could_not_take_is_claimed_again_by_the_next_run(
 # --- a real arq worker on a real Redis -----------------------------------------------------------------
 
 
-def _redis_settings() -> RedisSettings:
-    settings = RedisSettings.from_dsn(REDIS_URL)
-    settings.conn_retries = 0
-    settings.conn_timeout = 2
-    return settings
-
-
 @pytest.fixture
 async def redis() -> AsyncIterator[ArqRedis]:
-    """A flushed Redis database of the tests' own. Missing: skipped locally, a failure in CI."""
-    try:
-        pool = await create_pool(_redis_settings())
-        await pool.ping()
-    except Exception as exc:  # OSError, redis-py's ConnectionError, a timeout: no Redis to test with
-        message = f"Redis at {REDIS_URL} is not reachable: {type(exc).__name__}: {exc}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    await pool.flushdb()
-    try:
+    async with flushed_redis(REDIS_DB) as pool:
         yield pool
-    finally:
-        await pool.flushdb()
-        await pool.aclose()
 
 
 async def run_worker(services: Services) -> Worker:
     """An arq worker with every task, in burst mode: it runs what is queued (and what that queues) and stops."""
-    pool = await create_pool(_redis_settings())
+    pool = await create_pool(redis_settings(REDIS_DB))
     worker = Worker(
         functions=[func(task, name=name) for name, task in TASKS.items()],  # type: ignore[arg-type]
         redis_pool=pool,
@@ -550,3 +533,125 @@ async def test_an_arq_worker_runs_the_polling_cron_and_the_poll_it_queues(
         assert len(await events_of(api, placed.job["ref"], "eta_revised")) == 1
     finally:
         await services.aclose()
+
+
+# --- the changes feed ----------------------------------------------------------------------------------
+
+
+def sandbox_requests(sandbox: SandboxServer, tenant: str) -> dict[str, int]:
+    """The API requests the tenant received so far, per operation (the sandbox counts them)."""
+    response = sandbox.client.get(f"{sandbox.tenant_url(tenant)}/_sandbox/stats")
+    response.raise_for_status()
+    counts: dict[str, int] = response.json()["requests"]
+    return counts
+
+
+async def more_orders(api: Api, placed: Any, count: int) -> list[dict[str, Any]]:
+    """`count` more jobs whose line is ordered from the same supplier as `placed`."""
+    orders = []
+    for _ in range(count):
+        view = await job_with_lines(api, [(SKU, 1)])
+        orders.append(await ordered(api, view["ref"], view["lines"][0]["id"], placed.supplier["id"]))
+    return orders
+
+
+async def test_one_poll_applies_every_change_from_the_feed_in_one_call(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services
+) -> None:
+    placed = await place_order(api, sandbox)
+    slipped, shipped, backordered, cancelled = [placed.order, *await more_orders(api, placed, 3)]
+    tenant, supplier_id = placed.tenant, placed.supplier["id"]
+    remote = sandbox.advance(slipped["supplier_ref"], "slip", tenant=tenant, hours=30)["order"]
+    sandbox.advance(shipped["supplier_ref"], "ship", tenant=tenant)
+    sandbox.advance(backordered["supplier_ref"], "backorder", tenant=tenant)
+    sandbox.advance(cancelled["supplier_ref"], "cancel", tenant=tenant)
+    before = sandbox_requests(sandbox, tenant)
+
+    report = await poll(services, supplier_id, clock)
+
+    asked = sandbox_requests(sandbox, tenant)
+    assert asked.get("order_changes", 0) - before.get("order_changes", 0) == 1
+    assert asked.get("get_order", 0) == before.get("get_order", 0)  # no order asked about one by one
+    assert report.feed_since is None and report.feed_watermark is not None
+    assert (report.feed_changes, report.orders_checked, report.facts_applied, report.failures) == (4, 4, 4, 0)
+    line = (await get_order(api, slipped["id"]))["lines"][0]
+    assert at(line["eta"]) == at(remote["lines"][0]["eta"])
+    assert (await get_order(api, shipped["id"]))["status"] == "shipped"
+    assert (await get_order(api, backordered["id"]))["lines"][0]["status"] == "backordered"
+    assert (await get_order(api, cancelled["id"]))["status"] == "cancelled"
+    (revised,) = await events_of(api, placed.job["ref"], "eta_revised")
+    assert revised["data"]["source"] == "poll"
+
+
+async def test_the_next_poll_reads_the_feed_from_the_watermark_and_changes_nothing(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placed = await place_order(api, sandbox)
+    supplier_id = placed.supplier["id"]
+    sandbox.advance(placed.supplier_ref, "slip", tenant=placed.tenant, hours=8)
+    first = await poll(services, supplier_id, clock)
+    assert first.lines_changed == 1 and first.feed_watermark is not None
+
+    # With the default overlap the last minute is read again: applied already, so nothing changes.
+    again = await poll(services, supplier_id, clock)
+    assert again.feed_since == first.feed_watermark
+    assert (again.feed_changes, again.orders_checked, again.facts_applied, again.lines_changed) == (1, 1, 0, 0)
+    assert len(await events_of(api, placed.job["ref"], "eta_revised")) == 1
+
+    # Without the overlap, the feed from the watermark holds only what changed after it.
+    monkeypatch.setattr(polling_usecase, "FEED_OVERLAP", timedelta(0))
+    await asyncio.sleep(1.1)  # the feed's `as_of` has whole seconds: a second after the last change
+    await poll(services, supplier_id, clock)
+    quiet = await poll(services, supplier_id, clock)
+    assert (quiet.feed_changes, quiet.orders_checked, quiet.failures) == (0, 0, 0)
+    assert quiet.feed_watermark is not None and quiet.feed_since is not None
+    assert quiet.feed_watermark > quiet.feed_since
+
+    sandbox.advance(placed.supplier_ref, "slip", tenant=placed.tenant, hours=2)
+    newer = await poll(services, supplier_id, clock)
+    assert (newer.feed_changes, newer.facts_applied, newer.lines_changed) == (1, 1, 1)
+
+
+async def test_a_poll_after_thousands_of_changes_makes_a_handful_of_calls(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services
+) -> None:
+    placed = await place_order(api, sandbox)
+    ours = [placed.order, *await more_orders(api, placed, 2)]
+    tenant, supplier_id = placed.tenant, placed.supplier["id"]
+    # 2,500 orders of other customers of this supplier, changed since: the feed has three pages.
+    created = sandbox.client.post(
+        f"{sandbox.tenant_url(tenant)}/_sandbox/orders/bulk",
+        json={"orders": [{"po": f"OTHER-{n:05d}", "lines": [{"sku": SKU, "quantity": 1}]} for n in range(2500)]},
+    )
+    assert created.status_code == 201, created.text
+    for order in ours:
+        sandbox.advance(order["supplier_ref"], "slip", tenant=tenant, hours=6)
+    before = sandbox_requests(sandbox, tenant)
+
+    report = await poll(services, supplier_id, clock)
+
+    counts = sandbox_requests(sandbox, tenant).items()
+    asked = {op: count - before.get(op, 0) for op, count in counts if count > before.get(op, 0)}
+    assert asked == {"order_changes": 3, "stock": 1}, asked
+    assert (report.feed_changes, report.orders_checked, report.facts_applied, report.failures) == (2503, 3, 3, 0)
+    for order in ours:
+        assert [r["source"] for r in (await get_order(api, order["id"]))["lines"][0]["eta_history"]][-1] == "poll"
+
+
+async def test_an_order_whose_supplier_id_we_never_learned_is_found_in_the_feed_by_its_po(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services
+) -> None:
+    placed = await place_order(api, sandbox)
+    # As if the supplier's answer to the order had been lost: the order is ours, its id there unknown.
+    async with services.db.transaction() as uow:
+        await uow.connection.execute(
+            update(order_t).where(order_t.c.id == placed.order["id"]).values(supplier_ref=None)
+        )
+    sandbox.advance(placed.supplier_ref, "ship", tenant=placed.tenant)
+
+    report = await poll(services, placed.supplier["id"], clock)
+
+    assert (report.orders_without_ref, report.orders_checked, report.facts_applied) == (1, 1, 1)
+    order = await get_order(api, placed.order["id"])
+    assert (order["supplier_ref"], order["status"]) == (placed.supplier_ref, "shipped")
+    assert (await poll(services, placed.supplier["id"], clock)).orders_without_ref == 0

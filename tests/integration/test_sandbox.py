@@ -575,3 +575,97 @@ def test_an_unreachable_webhook_is_tried_four_times(
     log = sandbox.webhook_log(tenant)
     assert [(e["id"], e["attempt"], e["status"]) for e in log] == [(first["id"], n, None) for n in (1, 2, 3, 4)]
     assert all(entry["error"] for entry in log)
+
+
+# --- the changes feed, the bulk route, the request counts ------------------------------------------------
+
+
+def bulk(api: httpx.Client, base: str, count: int, sku: str = SKU) -> httpx.Response:
+    orders = [{"po": f"PO-B{n:05d}", "lines": [{"sku": sku, "quantity": 1}]} for n in range(count)]
+    return api.post(f"{base}/_sandbox/orders/bulk", json={"orders": orders})
+
+
+def changes(api: httpx.Client, base: str, **params: Any) -> dict[str, Any]:
+    response = api.get(f"{base}/api/v1/orders/changes", params=params)
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+def _valid_changes(text: str) -> bool:
+    try:
+        page = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(page.get("items"), list) and all(
+        isinstance(line["quantity"], int) for order in page["items"] for line in order["lines"]
+    )
+
+
+def test_bulk_creates_orders_without_webhooks_and_checks_its_body(
+    sandbox: SandboxServer, api: httpx.Client, base: str, tenant: str
+) -> None:
+    created = bulk(api, base, 3)
+    assert created.status_code == 201, created.text
+    ids = created.json()["ids"]
+    assert len(set(ids)) == 3
+    for n, order_id in enumerate(ids):
+        found = api.get(f"{base}/api/v1/orders/{order_id}").json()
+        assert (found["po"], found["state"]) == (f"PO-B{n:05d}", "confirmed")
+    assert bulk(api, base, 1).json()["ids"] == ids[:1]  # an existing PO gives its order
+    assert sandbox.webhook_log(tenant) == []
+    assert bulk(api, base, 10_001).status_code == 400
+    assert api.post(f"{base}/_sandbox/orders/bulk", json={"orders": []}).status_code == 400
+    assert bulk(api, base, 1, sku="NO-SUCH-PART").status_code == 422
+
+
+def test_changes_feed_pages_oldest_first_and_stays_stable_while_orders_change(
+    sandbox: SandboxServer, api: httpx.Client, base: str, tenant: str
+) -> None:
+    ids = bulk(api, base, 5).json()["ids"]
+    first = changes(api, base, limit=2)
+    assert [o["id"] for o in first["items"]] == ids[:2] and first["next_cursor"]
+    assert near(at(first["as_of"]), datetime.now(UTC))
+    time.sleep(1.1)  # the feed speaks in whole seconds: the changes below are after `mark`
+    mark = datetime.now(UTC).replace(microsecond=0).isoformat()
+    sandbox.advance(ids[0], "ship", tenant=tenant)  # already read: comes again, behind the cursor
+    sandbox.advance(ids[3], "slip", tenant=tenant, hours=4)  # not read yet: moves behind the others
+    seen = [o["id"] for o in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = changes(api, base, limit=2, cursor=cursor)
+        seen += [o["id"] for o in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == [ids[0], ids[1], ids[2], ids[4], ids[0], ids[3]]
+
+    newer = changes(api, base, since=mark)
+    assert [(o["id"], o["state"]) for o in newer["items"]] == [(ids[0], "shipped"), (ids[3], "confirmed")]
+    assert newer["next_cursor"] is None
+    later = (at(newer["as_of"]) + timedelta(seconds=1)).isoformat()
+    assert changes(api, base, since=later, limit=1000)["items"] == []
+
+
+def test_changes_feed_refuses_bad_parameters_and_needs_auth(api: httpx.Client, base: str) -> None:
+    for params in ({"since": "yesterday"}, {"since": "2026-11-26T12:00:00"}, {"limit": "0"}, {"limit": "1001"}):
+        assert api.get(f"{base}/api/v1/orders/changes", params=params).status_code == 400, params
+    assert api.get(f"{base}/api/v1/orders/changes", params={"cursor": "not-ours"}).status_code == 400
+    assert httpx.get(f"{base}/api/v1/orders/changes", trust_env=False).status_code == 401
+
+
+def test_changes_feed_faults_apply_and_stats_count_every_request(
+    sandbox: SandboxServer, api: httpx.Client, base: str, tenant: str
+) -> None:
+    bulk(api, base, 2)
+    sandbox.set_faults(tenant, error_rate=1.0)
+    assert api.get(f"{base}/api/v1/orders/changes").status_code in (500, 502, 503)
+    sandbox.set_faults(tenant, error_rate=0.0, rate_429=1.0)
+    assert api.get(f"{base}/api/v1/orders/changes").status_code == 429
+    sandbox.set_faults(tenant, rate_429=0.0, malformed_rate=1.0)
+    broken = api.get(f"{base}/api/v1/orders/changes")
+    assert broken.status_code == 200 and not _valid_changes(broken.text)
+    sandbox.set_faults(tenant, malformed_rate=0.0)
+    assert len(changes(api, base)["items"]) == 2
+    stats = api.get(f"{base}/_sandbox/stats").json()
+    assert stats == {"orders": 2, "requests": {"order_changes": 4}}
+    sandbox.reset(tenant)
+    assert api.get(f"{base}/_sandbox/stats").json() == {"orders": 0, "requests": {}}

@@ -542,3 +542,89 @@ async def test_an_eta_slip_on_read_is_pushed_as_eta_revised(
     assert isinstance(event, OrderEtaRevised)
     assert event.data.order_id == placed.supplier_order_id and event.data.eta == status.eta
     assert json.loads(body)["type"] == "order.eta_revised"
+
+
+# --- rest_json: the changes feed ---------------------------------------------------------------------
+
+
+def bulk(suppliers: Suppliers, sku: str, count: int, prefix: str = "PO-BULK") -> list[str]:
+    """`count` orders created on the supplier's side at once (its benchmark route); their ids."""
+    response = suppliers.sandbox.client.post(
+        f"{suppliers.sandbox.tenant_url(suppliers.tenant)}/_sandbox/orders/bulk",
+        json={"orders": [{"po": f"{prefix}-{n:05d}", "lines": [{"sku": sku, "quantity": 1}]} for n in range(count)]},
+    )
+    assert response.status_code == 201, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids
+
+
+async def test_order_changes_follows_the_pages_and_filters_by_since(suppliers: Suppliers, catalogue: list[str]) -> None:
+    ids = bulk(suppliers, catalogue[0], 1500)
+    client = suppliers.client()
+
+    everything = await client.order_changes(None)
+
+    assert suppliers.recorder.take() == [200, 200]  # 1,000 then 500
+    assert sorted(order.supplier_order_id for order in everything.items) == sorted(ids)
+    assert abs(everything.as_of - datetime.now(UTC)) < timedelta(seconds=5)
+    assert all(order.updated_at is not None and order.lines for order in everything.items)
+
+    await asyncio.sleep(1.1)  # the supplier's clock: a later second than every order above
+    since = datetime.now(UTC)
+    for order_id, action in ((ids[7], "ship"), (ids[3], "cancel")):
+        suppliers.sandbox.advance(order_id, action, tenant=suppliers.tenant)
+
+    newer = await client.order_changes(since)
+
+    assert suppliers.recorder.take() == [200]
+    assert [(o.supplier_order_id, o.state) for o in newer.items] == [
+        (ids[7], OrderState.SHIPPED),
+        (ids[3], OrderState.CANCELLED),
+    ]  # oldest change first
+    assert newer.items[0].tracking_number and newer.items[0].lines[0].shipped_quantity == 1
+    assert (await client.order_changes(newer.as_of + timedelta(seconds=1))).items == []
+
+
+async def test_reading_the_feed_slips_nothing(suppliers: Suppliers, catalogue: list[str]) -> None:
+    (order_id,) = bulk(suppliers, catalogue[1], 1)
+    suppliers.faults(eta_slip_hours=5)
+    client = suppliers.client()
+    first, second = await client.order_changes(None), await client.order_changes(None)
+    assert first.items[0].eta == second.items[0].eta  # eta_slip_hours acts on a single order's GET only
+    slipped = await client.order_status(order_id)
+    assert slipped.eta == (first.items[0].eta or datetime.min) + timedelta(hours=5)
+
+
+async def test_order_changes_errors_are_retried_then_unavailable(suppliers: Suppliers, catalogue: list[str]) -> None:
+    bulk(suppliers, catalogue[0], 3)
+    suppliers.faults(error_rate=1.0)
+    client = suppliers.client()
+    retried = False
+    for _ in range(6):
+        with pytest.raises(SupplierUnavailable):
+            await client.order_changes(None)
+        statuses = suppliers.recorder.take()
+        assert set(statuses) <= {500, 502, 503} and (statuses[-1] == 500 or len(statuses) == 3)
+        retried = retried or len(statuses) > 1
+    assert retried  # (1/3)**6 odds that every call met a 500 first
+
+    suppliers.faults(error_rate=0.0, rate_429=1.0, retry_after_seconds=1)
+    with pytest.raises(SupplierUnavailable) as info:
+        await client.order_changes(None)
+    assert suppliers.recorder.take() == [429, 429, 429] and info.value.retry_after == 1.0
+
+
+async def test_malformed_feed_pages_are_bad_supplier_data(suppliers: Suppliers, catalogue: list[str]) -> None:
+    bulk(suppliers, catalogue[0], 3)
+    suppliers.faults(malformed_rate=1.0)
+    client = suppliers.client()
+    for _ in range(4):  # truncated JSON or wrong types: never trusted, never retried
+        with pytest.raises(BadSupplierData, match="order_changes"):
+            await client.order_changes(None)
+    assert suppliers.recorder.take() == [200] * 4
+
+
+async def test_csv_feed_has_no_order_changes(suppliers: Suppliers) -> None:
+    with pytest.raises(NotSupported):
+        await suppliers.client(AdapterKind.CSV_FEED).order_changes(None)
+    assert suppliers.recorder.take() == []

@@ -4,7 +4,6 @@ queued tasks, and stopping cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -12,33 +11,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from cryptography.fernet import Fernet
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.conftest import IN_CI
 from tests.integration.test_cli import ATELIER, _env, run
+from tests.redis_support import flushed_redis, redis_url
 
-REDIS_URL = os.environ.get("ATELIER_TEST_REDIS_URL_WORKER", "redis://127.0.0.1:6379/10")
+REDIS_DB = 10
+REDIS_URL = redis_url(REDIS_DB)
 
 
 @pytest.fixture
 async def redis() -> AsyncIterator[ArqRedis]:
-    try:
-        settings = RedisSettings.from_dsn(REDIS_URL)
-        settings.conn_retries = 0
-        pool = await create_pool(settings)
-        await pool.flushdb()
-    except (OSError, RedisConnectionError) as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable")
-    try:
+    async with flushed_redis(REDIS_DB) as pool:
         yield pool
-    finally:
-        await pool.flushdb()
-        await pool.aclose()
 
 
 async def test_the_worker_process_reports_healthy_runs_tasks_and_stops_cleanly(tmp_path: Path, redis: ArqRedis) -> None:
