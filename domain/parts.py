@@ -108,6 +108,26 @@ class EtaRevision:
         return self.old_eta is not None and self.new_eta > self.old_eta
 
 
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """What one supplier fact does to one line (`PartLine._effect_of`); None: that part is left as it is."""
+
+    cancel: bool = False
+    shipped: int | None = None  # the new shipped quantity
+    status_fact_at: datetime | None = None  # the time of the newest backordered/confirmed (kept only with a change)
+    backorder: PartStatus | None = None  # ordered or backordered, the other way round
+    fact_at: datetime | None = None  # the time of the newest ETA (kept only with a change)
+    eta: datetime | None = None  # the new ETA
+
+    @property
+    def changes(self) -> bool:
+        return self.cancel or self.shipped is not None or self.backorder is not None or self.eta is not None
+
+
+_NO_EFFECT = _Effect()
+_CANCEL = _Effect(cancel=True)
+
+
 @dataclass(slots=True)
 class PartLine:
     id: int | None
@@ -254,60 +274,79 @@ class PartLine:
 
     def apply(self, fact: SupplierFact, learned_at: datetime) -> bool:
         """Apply what the supplier reports about this line; returns whether anything changed."""
-        if self.status in (PartStatus.NEEDED, PartStatus.RECEIVED, PartStatus.FITTED, PartStatus.CANCELLED):
-            return False  # not ordered yet, or settled: the supplier's word no longer matters
-        if fact.kind is FactKind.CANCELLED:
+        effect = self._effect_of(fact)
+        if effect.cancel:
             return self.cancel(learned_at, None, fact.reason or "cancelled by the supplier", by_supplier=True)
-        changed = self._apply_shipment(fact, learned_at)
-        changed |= self._apply_backorder(fact, learned_at)
-        if fact.eta is not None and (self.fact_at is None or fact.at >= self.fact_at):
-            self.fact_at = fact.at
-            if fact.eta != self.eta and self.waiting:
-                old = self.eta
-                self._set_eta(fact.eta, fact.source, learned_at)
-                self._event(EventKind.ETA_REVISED, learned_at, None, _eta_data(old, fact.eta, fact.source))
-                changed = True
-        return changed
+        if effect.shipped is not None:
+            self.shipped_quantity = effect.shipped
+            if self.shipped_quantity >= self.quantity:
+                self.status = PartStatus.SHIPPED
+            data = {
+                "source": fact.source.value,
+                "shipped_quantity": self.shipped_quantity,
+                "tracking_number": fact.tracking_number,
+            }
+            self._event(EventKind.PART_SHIPPED, learned_at, None, data)
+        if effect.status_fact_at is not None:
+            self.status_fact_at = effect.status_fact_at
+        if effect.backorder is not None:
+            self.status = effect.backorder
+            self._event(
+                EventKind.PART_BACKORDERED,
+                learned_at,
+                None,
+                {"source": fact.source.value, "backordered": effect.backorder is PartStatus.BACKORDERED},
+            )
+        if effect.fact_at is not None:
+            self.fact_at = effect.fact_at
+        if effect.eta is not None:
+            old = self.eta
+            self._set_eta(effect.eta, fact.source, learned_at)
+            self._event(EventKind.ETA_REVISED, learned_at, None, _eta_data(old, effect.eta, fact.source))
+        return effect.changes
 
-    def _apply_shipment(self, fact: SupplierFact, learned_at: datetime) -> bool:
-        """Shipped quantities are cumulative and only grow: the largest reported wins, whenever it comes."""
+    def would_change(self, fact: SupplierFact) -> bool:
+        """Whether `apply(fact)` would change this line (a new status, shipped quantity or ETA, an event),
+        without changing anything: the same decision as `apply`, which only carries it out. (A fact that
+        changes nothing may still move `fact_at`/`status_fact_at` in memory; nothing is saved for it.)"""
+        return self._effect_of(fact).changes
+
+    def _effect_of(self, fact: SupplierFact) -> _Effect:
+        """What `fact` does to this line, decided on its current state (pure: the line is left as it is).
+        Shipped quantities are cumulative and only grow (the largest reported wins, whenever it comes);
+        backordered or not, and the ETA, are the supplier's latest word (by the supplier's time)."""
+        if self.status in (PartStatus.NEEDED, PartStatus.RECEIVED, PartStatus.FITTED, PartStatus.CANCELLED):
+            return _NO_EFFECT  # not ordered yet, or settled: the supplier's word no longer matters
+        if fact.kind is FactKind.CANCELLED:
+            return _CANCEL  # ordered, backordered or shipped: the supplier may always cancel it
+        status: PartStatus = self.status
+        shipped: int | None = None
         if fact.kind is FactKind.DELIVERED:
-            shipped: int | None = self.quantity
+            reported: int | None = self.quantity
         elif fact.kind is FactKind.SHIPPED:
-            shipped = fact.shipped.get(self.supplier_sku or self.sku)
+            reported = fact.shipped.get(self.supplier_sku or self.sku)
         else:
-            return False
-        if shipped is None or min(shipped, self.quantity) <= self.shipped_quantity:
-            return False
-        self.shipped_quantity = min(shipped, self.quantity)
-        if self.shipped_quantity >= self.quantity:
-            self.status = PartStatus.SHIPPED
-        data = {
-            "source": fact.source.value,
-            "shipped_quantity": self.shipped_quantity,
-            "tracking_number": fact.tracking_number,
-        }
-        self._event(EventKind.PART_SHIPPED, learned_at, None, data)
-        return True
-
-    def _apply_backorder(self, fact: SupplierFact, learned_at: datetime) -> bool:
-        """Backordered or not is the supplier's latest word on it (by the supplier's time)."""
-        if fact.kind not in (FactKind.BACKORDERED, FactKind.CONFIRMED):
-            return False
-        if self.status_fact_at is not None and fact.at < self.status_fact_at:
-            return False
-        self.status_fact_at = fact.at
-        wanted = PartStatus.BACKORDERED if fact.kind is FactKind.BACKORDERED else PartStatus.ORDERED
-        if self.status not in (PartStatus.ORDERED, PartStatus.BACKORDERED) or self.status is wanted:
-            return False
-        self.status = wanted
-        self._event(
-            EventKind.PART_BACKORDERED,
-            learned_at,
-            None,
-            {"source": fact.source.value, "backordered": wanted is PartStatus.BACKORDERED},
-        )
-        return True
+            reported = None
+        if reported is not None and min(reported, self.quantity) > self.shipped_quantity:
+            shipped = min(reported, self.quantity)
+            if shipped >= self.quantity:
+                status = PartStatus.SHIPPED
+        status_fact_at: datetime | None = None
+        backorder: PartStatus | None = None
+        if fact.kind in (FactKind.BACKORDERED, FactKind.CONFIRMED) and (
+            self.status_fact_at is None or fact.at >= self.status_fact_at
+        ):
+            status_fact_at = fact.at
+            wanted = PartStatus.BACKORDERED if fact.kind is FactKind.BACKORDERED else PartStatus.ORDERED
+            if status in (PartStatus.ORDERED, PartStatus.BACKORDERED) and status is not wanted:
+                backorder = status = wanted
+        fact_at: datetime | None = None
+        eta: datetime | None = None
+        if fact.eta is not None and (self.fact_at is None or fact.at >= self.fact_at):
+            fact_at = fact.at
+            if fact.eta != self.eta and status in WAITING:
+                eta = fact.eta
+        return _Effect(False, shipped, status_fact_at, backorder, fact_at, eta)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -385,12 +424,32 @@ class SupplierOrder:
     def apply(self, fact: SupplierFact, learned_at: datetime) -> list[PartLine]:
         """Apply a fact to the lines it concerns; returns the lines that changed."""
         changed = [line for line in self.lines if fact.concerns(line) and line.apply(fact, learned_at)]
-        if fact.tracking_number and fact.tracking_number != self.tracking_number:
+        if self._new_tracking(fact):
             self.tracking_number = fact.tracking_number
-        if fact.kind is FactKind.CONFIRMED and self.status is OrderStatus.PLACED:
+        if self._confirms(fact):
             self.status = OrderStatus.CONFIRMED
         self.refresh_status(learned_at)
         return changed
+
+    def would_change(self, fact: SupplierFact, supplier_ref: str | None = None) -> bool:
+        """Whether applying `fact` (with the supplier's id for the order, `supplier_ref`) would change the
+        order or one of its lines, decided as `apply` decides, changing nothing. False: applying it is a
+        no-op, so a poll re-reading what we know already may skip it."""
+        if supplier_ref and self.supplier_ref is None:
+            return True
+        if any(fact.concerns(line) and line.would_change(fact) for line in self.lines):
+            return True
+        if self._new_tracking(fact):
+            return True
+        # Its lines stay as they are: its status moves only by a confirmation, or if it lags its lines.
+        status = OrderStatus.CONFIRMED if self._confirms(fact) else self.status
+        return _status_of(self.lines, status) is not self.status
+
+    def _new_tracking(self, fact: SupplierFact) -> bool:
+        return bool(fact.tracking_number) and fact.tracking_number != self.tracking_number
+
+    def _confirms(self, fact: SupplierFact) -> bool:
+        return fact.kind is FactKind.CONFIRMED and self.status is OrderStatus.PLACED
 
     def refresh_status(self, at: datetime) -> None:
         """The order's status follows its lines."""

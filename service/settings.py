@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     escalation_standard_grace_hours: float = Field(10.0, ge=0, le=24 * 30)  # about one business day
     escalation_breach_days: int = Field(3, ge=1, le=60)  # a part this many business days late breaches
     escalation_stale_window_hours: float = Field(4.0, ge=0, le=24 * 30)  # stale supplier data not trusted alone
+    # Jobs escalated per unit of work by the sweep (<= 3 rungs a job: a statement of <= 3,000 rows of <= 8
+    # columns stays under SQLite's and PostgreSQL's ~32,766 bind parameters).
+    escalation_sweep_batch: int = Field(200, ge=1, le=1000)
 
     # Customer notifications: a channel is used only when configured (email: host and from; SMS: URL and key).
     # Devices ready but not collected: the customer is reminded after these many days, then managers told.

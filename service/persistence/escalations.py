@@ -1,7 +1,8 @@
 """The escalation ladder's storage: the rungs reached per job and promise, and the staff alert feeds.
 
-A rung is recorded with INSERT ... ON CONFLICT DO NOTHING against the unique (job, level, promise): the
-sweep that inserts it acts on it, one that finds it there (a re-run, a concurrent sweep) does nothing.
+Rungs are recorded with INSERT ... ON CONFLICT DO NOTHING RETURNING against the unique (job, level,
+promise), a batch of jobs in one statement: the sweep that inserts a rung acts on it, one that finds it
+there (a re-run, a concurrent sweep) does nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ _CLOSED_STAGES = (Stage.COLLECTED.value, Stage.CANCELLED.value)
 STAFF = "staff"
 MANAGER = "manager"
 
+# Alerts raised many at once. RETURNING (its rows unread) is what makes SQLAlchemy send the rows as one
+# INSERT ... VALUES (...), (...) on both dialects ("insertmanyvalues"); without it asyncpg runs it once a row.
+_INSERT_ALERTS = alert_t.insert().returning(alert_t.c.id)
+
 
 @dataclass(frozen=True, slots=True)
 class CandidateJob:
@@ -41,6 +46,28 @@ class CandidateJob:
     due_at: datetime
     preapproved_budget_cents: int | None
     lines: list[PartLine]
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """A rung of the ladder to record: reached by this job for this promise."""
+
+    job_id: int
+    level: Level
+    promise_key: str
+    reasons: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert to raise on a branch's feed (`audience`: STAFF or MANAGER)."""
+
+    branch_id: int
+    job_id: int | None
+    audience: str
+    kind: str
+    message: str
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,27 +142,35 @@ class EscalationRepository:
         )
         return sorted(Level(row[0]) for row in (await self._conn.execute(query)).all())
 
-    async def record(
-        self, job_id: int, level: Level, promise_key: str, reasons: Sequence[str], *, now: datetime
-    ) -> bool:
-        """Record a rung; True when this call inserted it (False: it was there, or a concurrent sweep
-        inserted it first; on PostgreSQL the insert waits for that sweep's commit, then does nothing)."""
+    async def record_many(self, rungs: Sequence[Rung], *, now: datetime) -> set[tuple[int, Level]]:
+        """Record rungs in ONE INSERT ... ON CONFLICT DO NOTHING RETURNING; the (job, level) of those this
+        call inserted. The others were there already, or a concurrent sweep inserted them first (on
+        PostgreSQL the insert waits for that sweep's commit, then skips them): the unique constraint, not
+        an earlier read, decides who acts.
+
+        Rows go in the order given, and PostgreSQL takes the unique index's locks in that order: callers
+        pass them in (job id, level) order, batch after batch, so that two sweeps wait on each other in
+        the same order and never deadlock. RETURNING names the key (its rows come in no promised order)."""
+        if not rungs:
+            return set()
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        values = [
+            {
+                "job_id": rung.job_id,
+                "level": int(rung.level),
+                "promise_key": rung.promise_key,
+                "reasons": list(rung.reasons),
+                "created_at": now,
+                "cleared_at": None,
+            }
+            for rung in rungs
+        ]
         statement = (
             insert(escalation_t)
-            .values(
-                job_id=job_id,
-                level=int(level),
-                promise_key=promise_key,
-                reasons=list(reasons),
-                created_at=now,
-                cleared_at=None,
-            )
             .on_conflict_do_nothing(index_elements=["job_id", "level", "promise_key"])
-            .returning(escalation_t.c.id)
+            .returning(escalation_t.c.job_id, escalation_t.c.level)
         )
-        inserted = (await self._conn.execute(statement)).first()
-        return inserted is not None
+        return {(job_id, Level(level)) for job_id, level in (await self._conn.execute(statement, values)).all()}
 
     async def clear(self, job_id: int, now: datetime) -> int:
         """The parts are in: the job's open rungs are cleared (they stay as history)."""
@@ -173,18 +208,16 @@ class AlertRepository:
         data: Mapping[str, Any],
         now: datetime,
     ) -> int:
-        values = {
-            "branch_id": branch_id,
-            "job_id": job_id,
-            "audience": audience,
-            "kind": kind,
-            "message": message,
-            "data": dict(data),
-            "created_at": now,
-        }
+        values = _alert_values(NewAlert(branch_id, job_id, audience, kind, message, data), now)
         result = await self._conn.execute(alert_t.insert().values(**values).returning(alert_t.c.id))
         alert_id: int = result.scalar_one()
         return alert_id
+
+    async def add_many(self, alerts: Sequence[NewAlert], *, now: datetime) -> None:
+        """Alerts in the order given, in one multi-row INSERT: a sweep raises a batch of jobs' alerts in
+        one statement, not one an alert. (`_INSERT_ALERTS` says why RETURNING.)"""
+        if alerts:
+            await self._conn.execute(_INSERT_ALERTS, [_alert_values(alert, now) for alert in alerts])
 
     def _visible(self, actor: Actor) -> Any:
         """A branch's staff see its staff feed; its managers also the manager feed; a chain-wide manager
@@ -225,6 +258,18 @@ class AlertRepository:
             )
             alert = await self.get(actor, alert_id)
         return alert
+
+
+def _alert_values(alert: NewAlert, now: datetime) -> dict[str, Any]:
+    return {
+        "branch_id": alert.branch_id,
+        "job_id": alert.job_id,
+        "audience": alert.audience,
+        "kind": alert.kind,
+        "message": alert.message,
+        "data": dict(alert.data),
+        "created_at": now,
+    }
 
 
 def _to_alert(row: Mapping[Any, Any]) -> Alert:

@@ -232,6 +232,15 @@ class JobRepository:
         if events:
             await self._run.execute_many(_INSERT_EVENT_Q, [_event_values(job_id, e) for e in events])
 
+    async def add_events_of_jobs(self, events: Sequence[tuple[int, JobEvent]]) -> None:
+        """Events of many jobs, (job id, event) in the order given, in one multi-row INSERT: a sweep records
+        a batch of jobs' history in one statement, not one a job. RETURNING (its rows unread) is what makes
+        SQLAlchemy send the rows as one INSERT ... VALUES (...), (...) on both dialects ("insertmanyvalues");
+        without it asyncpg runs the statement once a row."""
+        if events:
+            rows = [_event_values(job_id, e) for job_id, e in events]
+            await self._conn.execute(event_t.insert().returning(event_t.c.id), rows)
+
 
 # --- mapping -------------------------------------------------------------------------------
 

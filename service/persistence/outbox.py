@@ -8,7 +8,7 @@ dispatched again after a while: handlers are idempotent, so a second run changes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,16 @@ class OutboxEntry:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to write: `kind` names its handler; pending from `not_before` (default: at once)."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    job_id: int | None = None
+    not_before: datetime | None = None
+
+
 class OutboxRepository:
     def __init__(self, runner: Runner) -> None:
         self._conn = runner.conn
@@ -43,17 +53,19 @@ class OutboxRepository:
         job_id: int | None = None,
         not_before: datetime | None = None,
     ) -> int:
-        values = {
-            "kind": kind,
-            "payload": dict(payload),
-            "job_id": job_id,
-            "created_at": now,
-            "available_at": not_before or now,
-            "attempts": 0,
-        }
+        values = _values(NewEntry(kind, payload, job_id, not_before), now)
         result = await self._conn.execute(outbox_t.insert().values(**values).returning(outbox_t.c.id))
         entry_id: int = result.scalar_one()
         return entry_id
+
+    async def add_many(self, entries: Sequence[NewEntry], *, now: datetime) -> None:
+        """Entries in the order given, in one multi-row INSERT: a sweep writes a batch of jobs' entries in
+        one statement, not one an entry. RETURNING (its rows unread) is what makes SQLAlchemy send the rows
+        as one INSERT ... VALUES (...), (...) on both dialects; without it asyncpg runs it once a row."""
+        if entries:
+            await self._conn.execute(
+                outbox_t.insert().returning(outbox_t.c.id), [_values(entry, now) for entry in entries]
+            )
 
     async def claim(self, now: datetime, *, redispatch_before: datetime, limit: int) -> list[OutboxEntry]:
         """Entries due now that were never dispatched, or dispatched before `redispatch_before` and not
@@ -102,6 +114,17 @@ class OutboxRepository:
         query = select(outbox_t.c.available_at).where(outbox_t.c.done_at.is_(None), outbox_t.c.available_at <= now)
         row = (await self._conn.execute(query.order_by(outbox_t.c.available_at).limit(1))).first()
         return row[0] if row else None
+
+
+def _values(entry: NewEntry, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": entry.kind,
+        "payload": dict(entry.payload),
+        "job_id": entry.job_id,
+        "created_at": now,
+        "available_at": entry.not_before or now,
+        "attempts": 0,
+    }
 
 
 def _to_entry(row: Mapping[str, Any]) -> OutboxEntry:

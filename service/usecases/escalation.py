@@ -2,8 +2,10 @@
 
 The sweep reads only what can be late (lines on order whose ETA passed or slipped past the promise),
 judges each job with `domain.escalation.assess`, and records every rung reached and not yet recorded
-for the job's current promise in ONE unit of work per job: the escalation row (a unique constraint
-decides whether this sweep is the one that acts), a JobEvent, and the rung's action:
+for the job's current promise: the escalation row (a unique constraint decides whether this sweep is
+the one that acts), a JobEvent, and the rung's action. It writes set-based, one unit of work per batch
+of jobs in job-id order (one statement per table, not ~10 per job), so the first sweep after an outage
+stays short and two concurrent sweeps never deadlock. The rung's action:
 
 - late: an alert on the branch's staff feed;
 - at risk: an outbox entry "resource" (ask the other suppliers; express re-sources, standard proposes);
@@ -29,10 +31,9 @@ from domain.parts import PartLine, PartStatus
 from domain.sourcing import Offer
 from domain.stages import Role
 from service.errors import SupplierFailure
-from service.persistence.escalations import MANAGER, STAFF, CandidateJob
-from service.persistence.outbox import OutboxEntry
+from service.persistence.escalations import MANAGER, STAFF, CandidateJob, NewAlert, Rung
+from service.persistence.outbox import NewEntry, OutboxEntry
 from service.services import Services
-from service.uow import UnitOfWork
 from service.usecases import sourcing
 from service.usecases.outbox import handler
 
@@ -66,6 +67,25 @@ class SweepReport:
         return sum(self.recorded.values())
 
 
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """A judged job with rungs not yet recorded for its current promise, lowest first."""
+
+    job: CandidateJob
+    assessment: Assessment
+    key: str
+    levels: list[Level]
+
+
+@dataclass
+class _Actions:
+    """What the rungs a batch won ask for, in (job, level) order: written one statement a table."""
+
+    events: list[tuple[int, JobEvent]] = field(default_factory=list)
+    alerts: list[NewAlert] = field(default_factory=list)
+    outbox: list[NewEntry] = field(default_factory=list)
+
+
 async def sweep(services: Services, *, now: datetime) -> SweepReport:
     """One pass of the ladder over every job with a part that can be late. Idempotent."""
     settings = services.settings
@@ -82,14 +102,14 @@ async def sweep(services: Services, *, now: datetime) -> SweepReport:
             if s.supplier.id is not None and s.supplier.stale_since is not None
         }
         recorded = await uow.escalations.recorded([c.job_id for c in candidates])
+    due: list[_Due] = []
     for job in candidates:
         report.judged += 1
-        calendar = calendars[job.branch_id]
         assessment = assess(
             tier=job.tier,
             due_at=job.due_at,
             lines=job.lines,
-            calendar=calendar,
+            calendar=calendars[job.branch_id],
             sla=sla,
             policy=policy,
             now=now,
@@ -97,59 +117,65 @@ async def sweep(services: Services, *, now: datetime) -> SweepReport:
         )
         key = promise_key(assessment)
         wanted = levels_to_record(assessment.level, sorted(recorded.get((job.job_id, key), set())))
-        if not wanted:
-            continue
-        async with services.db.transaction() as uow:
-            for level in wanted:
-                if await _escalate(uow, job, level, assessment, key, now):
-                    report.recorded[level.label] += 1
-                else:
-                    report.lost += 1
+        if wanted:
+            due.append(_Due(job, assessment, key, wanted))
+    # Job-id order, batch after batch: two sweeps at once take the rungs' locks in the same order.
+    # Batches of `escalation_sweep_batch` jobs (200): short transactions, and few of them.
+    due.sort(key=lambda item: item.job.job_id)
+    size = settings.escalation_sweep_batch
+    for start in range(0, len(due), size):
+        await _escalate_batch(services, due[start : start + size], now, report)
     if report.total:
         log.info("escalation_sweep", judged=report.judged, **report.recorded)
     return report
 
 
-async def _escalate(
-    uow: UnitOfWork, job: CandidateJob, level: Level, assessment: Assessment, key: str, now: datetime
-) -> bool:
-    """Record one rung and act on it; False (and nothing done) when it was recorded already."""
-    if not await uow.escalations.record(job.job_id, level, key, assessment.reasons, now=now):
-        return False
+async def _escalate_batch(services: Services, batch: Sequence[_Due], now: datetime, report: SweepReport) -> None:
+    """Record a batch's rungs and act on those this sweep inserted, in one unit of work of four
+    statements (rungs, events, alerts, outbox) rather than ~10 a job: the first sweep after an outage
+    can find a thousand late jobs. A rung another sweep recorded first gets nothing from this one."""
+    async with services.db.transaction() as uow:
+        rungs = [
+            Rung(item.job.job_id, level, item.key, item.assessment.reasons) for item in batch for level in item.levels
+        ]
+        won = await uow.escalations.record_many(rungs, now=now)
+        actions = _Actions()
+        for item in batch:
+            for level in item.levels:
+                if (item.job.job_id, level) in won:
+                    _act(actions, item, level, now)
+                    report.recorded[level.label] += 1
+                else:
+                    report.lost += 1
+        await uow.jobs.add_events_of_jobs(actions.events)
+        await uow.alerts.add_many(actions.alerts, now=now)
+        await uow.outbox.add_many(actions.outbox, now=now)
+
+
+def _act(actions: _Actions, item: _Due, level: Level, now: datetime) -> None:
+    """What a rung this sweep recorded asks for: a JobEvent always, then the rung's own action."""
+    job, assessment, key = item.job, item.assessment, item.key
     ref = format_ref(job.job_id)
     promise = assessment.promise.isoformat() if assessment.promise else None
     data: dict[str, Any] = {"level": level.label, "promise": promise, "reasons": list(assessment.reasons)}
-    await uow.jobs.add_events(job.job_id, [JobEvent(EventKind.ESCALATED, now, SYSTEM_USER, data=data)])
+    actions.events.append((job.job_id, JobEvent(EventKind.ESCALATED, now, SYSTEM_USER, data=data)))
     why = "; ".join(assessment.reasons)
     if level is Level.LATE:
-        await uow.alerts.add(
-            branch_id=job.branch_id,
-            job_id=job.job_id,
-            audience=STAFF,
-            kind="parts_late",
-            message=f"{ref}: parts late ({why})",
-            data={"ref": ref, **data},
-            now=now,
-        )
+        message = f"{ref}: parts late ({why})"
+        actions.alerts.append(NewAlert(job.branch_id, job.job_id, STAFF, "parts_late", message, {"ref": ref, **data}))
     elif level is Level.AT_RISK:
         payload = {"job_id": job.job_id, "line_ids": _lines_to_resource(job.lines, now), "promise": key}
-        await uow.outbox.add(RESOURCE, payload, now=now, job_id=job.job_id)
+        actions.outbox.append(NewEntry(RESOURCE, payload, job.job_id))
     else:
         # The customer hears when the repair can now be ready (the parts' date may already have passed);
         # one message per promise: the rung's row is unique per promise.
         new_date = assessment.forecast_ready_at.isoformat() if assessment.forecast_ready_at else promise
         notice = {"template": PARTS_DELAYED, "data": {"new_date": new_date, "parts_eta": promise, "promise": key}}
-        await uow.outbox.add(NOTIFY, notice, now=now, job_id=job.job_id)
-        await uow.alerts.add(
-            branch_id=job.branch_id,
-            job_id=job.job_id,
-            audience=MANAGER,
-            kind="sla_breached",
-            message=f"{ref}: breached ({why}); the customer is told the new date",
-            data={"ref": ref, **data},
-            now=now,
+        actions.outbox.append(NewEntry(NOTIFY, notice, job.job_id))
+        message = f"{ref}: breached ({why}); the customer is told the new date"
+        actions.alerts.append(
+            NewAlert(job.branch_id, job.job_id, MANAGER, "sla_breached", message, {"ref": ref, **data})
         )
-    return True
 
 
 def _lines_to_resource(lines: Sequence[PartLine], now: datetime) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -87,6 +87,13 @@ async def poll(services: Services, supplier_id: int, clock: FakeClock, minutes: 
     """A poll a few minutes after the last thing that happened (so what it records is told apart)."""
     clock.advance(minutes=minutes)
     return await poll_supplier(services, supplier_id, now=clock.now)
+
+
+async def supplier_second_after(moment: datetime) -> None:
+    """Wait until the supplier's clock (the sandbox's: the real one, not the test's) is a whole second
+    past `moment`, so the `as_of` of its next feed answer (whole seconds) is later than `moment`."""
+    later = moment.replace(microsecond=0) + timedelta(seconds=1)
+    await asyncio.sleep(max(0.0, (later - datetime.now(UTC)).total_seconds()) + 0.05)
 
 
 async def supplier(api: Api, supplier_id: int) -> dict[str, Any]:
@@ -601,7 +608,9 @@ async def test_the_next_poll_reads_the_feed_from_the_watermark_and_changes_nothi
     # Without the overlap, the feed from the watermark holds only what changed after it.
     monkeypatch.setattr(polling_usecase, "FEED_OVERLAP", timedelta(0))
     await asyncio.sleep(1.1)  # the feed's `as_of` has whole seconds: a second after the last change
-    await poll(services, supplier_id, clock)
+    read = await poll(services, supplier_id, clock)
+    assert read.feed_watermark is not None
+    await supplier_second_after(read.feed_watermark)  # else the next `as_of` may be the same second
     quiet = await poll(services, supplier_id, clock)
     assert (quiet.feed_changes, quiet.orders_checked, quiet.failures) == (0, 0, 0)
     assert quiet.feed_watermark is not None and quiet.feed_since is not None

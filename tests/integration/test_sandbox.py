@@ -605,6 +605,7 @@ def _valid_changes(text: str) -> bool:
 def test_bulk_creates_orders_without_webhooks_and_checks_its_body(
     sandbox: SandboxServer, api: httpx.Client, base: str, tenant: str
 ) -> None:
+    sandbox.set_stock(SKU, 3, tenant)  # not this minute's seeded level: enough for every order, exactly
     created = bulk(api, base, 3)
     assert created.status_code == 201, created.text
     ids = created.json()["ids"]
@@ -622,6 +623,7 @@ def test_bulk_creates_orders_without_webhooks_and_checks_its_body(
 def test_changes_feed_pages_oldest_first_and_stays_stable_while_orders_change(
     sandbox: SandboxServer, api: httpx.Client, base: str, tenant: str
 ) -> None:
+    sandbox.set_stock(SKU, 5, tenant)  # not this minute's seeded level: every order confirmed, none short
     ids = bulk(api, base, 5).json()["ids"]
     first = changes(api, base, limit=2)
     assert [o["id"] for o in first["items"]] == ids[:2] and first["next_cursor"]

@@ -357,6 +357,7 @@ async def _rows(engine: AsyncEngine, query: Any) -> list[Any]:
 
 LATE_JOBS = 4
 BLOCKED = 2  # the index of the job whose row another transaction holds
+SWEEP_BATCH = 2  # jobs per unit of work of the sweep: the first batch commits, the second waits on BLOCKED
 
 
 async def test_a_sweep_killed_half_way_is_run_again_and_records_each_rung_once(
@@ -383,13 +384,14 @@ async def test_a_sweep_killed_half_way_is_run_again_and_records_each_rung_once(
         assert response.status_code == 200, response.text
         refs.append(view["ref"])
     ids = [parse_ref(ref) or 0 for ref in refs]
+    workers.env["ATELIER_ESCALATION_SWEEP_BATCH"] = str(SWEEP_BATCH)
     first = workers.start()
 
     def rungs(job_id: int) -> Any:
         return select(func.count()).select_from(escalation_t).where(escalation_t.c.job_id == job_id)
 
     # Another transaction holds one job's row (PostgreSQL: that row; SQLite: the database's write lock):
-    # the sweep records the jobs before it and waits there.
+    # the sweep records the batch before it and waits in the batch that holds it.
     async with Database(engine).transaction() as holder:
         await holder.connection.execute(select(job_t.c.id).where(job_t.c.id == ids[BLOCKED]).with_for_update())
         assert await redis.enqueue_job("sweep_escalations", _job_id="test:sweep") is not None

@@ -3,6 +3,7 @@ facts suppliers report (late, twice or out of order)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -918,3 +919,101 @@ def test_every_fact_delivered_twice_changes_nothing_the_second_time(
 
 def apply_again(line: PartLine, repeated: SupplierFact, learned_at: datetime) -> object:
     return unchanged(line, lambda: line.apply(repeated, learned_at))
+
+
+# --- would_change: the decision apply makes, without making it -------------------------------
+
+minutes = st.none() | st.integers(0, 6).map(lambda m: T0 + timedelta(minutes=m))
+skus = st.sampled_from([SUPPLIER_SKU, "S-OTHER"])
+
+
+@st.composite
+def stored_lines(draw: st.DrawFn, line_id: int = 1) -> PartLine:
+    """A line in any state a supplier fact may find it in (consistent or not: the check must not care)."""
+    quantity = draw(st.integers(1, 3))
+    line = make_line(line_id, quantity=quantity)
+    line.status = draw(st.sampled_from(list(PartStatus)))
+    line.supplier_id, line.order_id = SUPPLIER_ID, ORDER_ID
+    line.supplier_sku = draw(st.none() | skus)
+    line.shipped_quantity = draw(st.integers(0, quantity))
+    line.eta = draw(st.none() | etas)
+    line.fact_at, line.status_fact_at = draw(minutes), draw(minutes)
+    return line
+
+
+@st.composite
+def any_facts(draw: st.DrawFn) -> SupplierFact:
+    kind = draw(st.sampled_from(list(FactKind)))
+    shipped = draw(st.dictionaries(st.sampled_from([SUPPLIER_SKU, "S-OTHER", "IPH13-SCREEN-OLED"]), st.integers(0, 4)))
+    return SupplierFact(
+        kind,
+        T0 + timedelta(minutes=draw(st.integers(0, 6))),
+        draw(st.sampled_from([EtaSource.POLL, EtaSource.WEBHOOK])),
+        eta=draw(st.none() | etas),
+        supplier_sku=draw(st.none() | skus),
+        shipped=shipped,
+        tracking_number=draw(st.sampled_from([None, "TRK1", "TRK2"])),
+        reason=draw(st.sampled_from([None, "discontinued"])),
+    )
+
+
+@settings(max_examples=1000, deadline=None)
+@given(line=stored_lines(), one=any_facts())
+def test_would_change_says_exactly_whether_apply_changes_the_line(line: PartLine, one: SupplierFact) -> None:
+    before = copy.deepcopy(line)
+    predicted = unchanged(line, lambda: line.would_change(one))  # changes nothing itself
+    assert state(line) == state(before)
+    changed = line.apply(one, T0 + DAY)
+    assert predicted is changed
+    if not changed:  # nothing to save: no event, no revision, the same status, quantities and ETA
+        assert history(line) == history(before)
+        ignore = {"fact_at", "status_fact_at"}  # moved in memory only, never saved without a change
+        assert {k: v for k, v in state(line).items() if k not in ignore} == {
+            k: v for k, v in state(before).items() if k not in ignore
+        }
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    lines=st.lists(st.integers(1, 3), min_size=0, max_size=2, unique=True).flatmap(
+        lambda ids: st.tuples(*(stored_lines(i) for i in ids))
+    ),
+    status=st.sampled_from(list(OrderStatus)),
+    ref=st.sampled_from([None, "R1"]),
+    tracking=st.sampled_from([None, "TRK1"]),
+    learned_ref=st.sampled_from([None, "R1", "R2"]),
+    one=any_facts(),
+)
+def test_an_order_would_change_exactly_when_apply_fact_would_save_something(
+    lines: tuple[PartLine, ...],
+    status: OrderStatus,
+    ref: str | None,
+    tracking: str | None,
+    learned_ref: str | None,
+    one: SupplierFact,
+) -> None:
+    order = make_order(*lines)
+    order.status, order.supplier_ref, order.tracking_number = status, ref, tracking
+    predicted = order.would_change(one, learned_ref)
+    # What `apply_fact` does with the order it read, and whether it then writes anything.
+    if order.supplier_ref is None and learned_ref:
+        order.supplier_ref = learned_ref
+    changed = order.apply(one, T0 + DAY)
+    saves = bool(changed) or (order.status, order.tracking_number, order.supplier_ref) != (status, tracking, ref)
+    assert predicted is saves
+    if not saves:
+        assert all(not line.pending_events and not line.pending_revisions for line in order.lines)
+
+
+def test_an_order_found_as_the_supplier_describes_it_would_not_change() -> None:
+    line = ordered_line(supplier_sku=SUPPLIER_SKU)
+    order = make_order(line)
+    order.status, order.supplier_ref = OrderStatus.CONFIRMED, "R1"
+    same = SupplierFact(FactKind.CONFIRMED, T0 + HOUR, EtaSource.POLL, eta=PROMISE, supplier_sku=SUPPLIER_SKU)
+    assert order.would_change(same, "R1") is False
+    assert order.would_change(same, None) is False
+    slipped = SupplierFact(FactKind.CONFIRMED, T0 + HOUR, EtaSource.POLL, eta=PROMISE + DAY, supplier_sku=SUPPLIER_SKU)
+    assert order.would_change(slipped, "R1") is True
+    order.supplier_ref = None
+    assert order.would_change(same, "R1") is True  # its id, learned at last, is worth a write
+    assert not line.pending_revisions[1:] and len(line.pending_events) == 1  # only the order's own event
