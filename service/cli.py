@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging.config
 import os
 import secrets
 import socket
@@ -204,8 +205,10 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_
 @click.option("--burst", is_flag=True, help="Run what is queued, then stop.")
 def worker(check: bool, burst: bool) -> None:
     """Run an arq worker against ATELIER_REDIS_URL: supplier polling, escalations, the outbox."""
+    from arq.logs import default_log_config
     from arq.worker import check_health, run_worker
 
+    from service.logging import configure_logging
     from workers.settings import WorkerSettings, worker_options
 
     settings = _settings()
@@ -217,6 +220,9 @@ def worker(check: bool, burst: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     options = worker_options(settings)
     if not check:
+        # arq reports through the standard library's logging; ours through structlog.
+        logging.config.dictConfig(default_log_config(verbose=settings.log_level.upper() == "DEBUG"))
+        configure_logging(settings)
         _prepare_database(settings)
     if check:
         health = type("CheckedWorkerSettings", (WorkerSettings,), {"redis_settings": options["redis_settings"]})
