@@ -42,6 +42,8 @@ from service.persistence.tables import (
     supplier_t,
     webhook_t,
 )
+from service.secrets import required_secrets
+from service.services import Services, build_services
 from service.settings import Settings
 from service.uow import Database
 from service.usecases import staff
@@ -203,3 +205,14 @@ async def api(settings: Settings, clock: FakeClock, clean_db: None) -> AsyncIter
     app = create_app(settings, clock=clock)
     async with AsyncTestClient(app=app) as client:
         yield Api(client, _TOKENS)
+
+
+@pytest.fixture
+async def services(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
+    """What a worker holds (database, supplier clients, channels), on the test's clock."""
+    _, cipher = required_secrets(settings)
+    built = build_services(settings, cipher, clock=clock)
+    try:
+        yield built
+    finally:
+        await built.aclose()

@@ -7,12 +7,10 @@ worker would), sharing the database and the clock with the app the API requests 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 
 from domain.calendar import BusinessCalendar, OpeningHours
@@ -48,16 +46,6 @@ from tests.sandbox_fixture import SandboxServer
 ALERTS = "/api/v1/alerts"
 VALENCE = BusinessCalendar(OpeningHours.from_mapping(HOURS_MON_SAT), ZoneInfo("Europe/Paris"))
 BUDGET = 1_000_000  # pre-approved: any sandbox price fits
-
-
-@pytest.fixture
-async def services(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
-    _, cipher = required_secrets(settings)
-    built = build_services(settings, cipher, clock=clock)
-    try:
-        yield built
-    finally:
-        await built.aclose()
 
 
 async def rows(services: Services, table: Any, job_id: int) -> list[dict[str, Any]]:

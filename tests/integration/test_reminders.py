@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from service.persistence.tables import alert_t, outbox_t
-from service.secrets import required_secrets
-from service.services import Services, build_services
-from service.settings import Settings
+from service.services import Services
 from service.usecases.reminders import remind_uncollected
 from tests.api.helpers import JOBS, advance_to, create_job, move
 from tests.conftest import Api, FakeClock
-
-
-@pytest.fixture
-async def services(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
-    _, cipher = required_secrets(settings)
-    built = build_services(settings, cipher, clock=clock)
-    try:
-        yield built
-    finally:
-        await built.aclose()
 
 
 async def _reminders(services: Services) -> list[dict[str, Any]]:
