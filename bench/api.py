@@ -482,17 +482,7 @@ def _run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     out_dir = BENCH / "results" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
-    env.update(
-        ATELIER_DATABASE_URL=url,
-        ATELIER_JWT_SECRET=secrets.token_urlsafe(48),
-        ATELIER_PASSCODE_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # a Fernet key
-        ATELIER_LOG_LEVEL="WARNING",
-        ATELIER_LOG_FORMAT="json",
-    )
-    for passthrough in ("ATELIER_DB_POOL_SIZE", "ATELIER_DB_MAX_OVERFLOW"):
-        if passthrough in os.environ:
-            env[passthrough] = os.environ[passthrough]
+    env = server_env(url)
 
     where = urlsplit(url)
     print(f"database  {where.hostname}:{where.port or 5432}{where.path} (reset)", flush=True)
@@ -591,6 +581,24 @@ def _run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"details   {out_dir.relative_to(ROOT)}/")
     return summary
+
+
+def server_env(url: str, **extra: str) -> dict[str, str]:
+    """The environment of an Atelier process under benchmark: this machine's, minus any ATELIER_*
+    setting of the caller's (fresh keys, quiet JSON logs), plus the pool sizes if the caller set them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
+    env.update(
+        ATELIER_DATABASE_URL=url,
+        ATELIER_JWT_SECRET=secrets.token_urlsafe(48),
+        ATELIER_PASSCODE_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # a Fernet key
+        ATELIER_LOG_LEVEL="WARNING",
+        ATELIER_LOG_FORMAT="json",
+        **extra,
+    )
+    for passthrough in ("ATELIER_DB_POOL_SIZE", "ATELIER_DB_MAX_OVERFLOW"):
+        if passthrough in os.environ:
+            env[passthrough] = os.environ[passthrough]
+    return env
 
 
 def guarded(name: str, run: Callable[[Processes], dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import random
@@ -71,6 +70,7 @@ from bench.api import (
     _settle,
     _wait_ready,
     guarded,
+    server_env,
 )
 from integrations.webhooks import new_secret, sign
 
@@ -553,18 +553,7 @@ def _run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     rng = random.Random(seed)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
-    env.update(
-        ATELIER_DATABASE_URL=url,
-        ATELIER_JWT_SECRET=secrets.token_urlsafe(48),
-        ATELIER_PASSCODE_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # a Fernet key
-        ATELIER_ALLOW_PRIVATE_SUPPLIER_URLS="true",
-        ATELIER_LOG_LEVEL="WARNING",
-        ATELIER_LOG_FORMAT="json",
-    )
-    for passthrough in ("ATELIER_DB_POOL_SIZE", "ATELIER_DB_MAX_OVERFLOW"):
-        if passthrough in os.environ:
-            env[passthrough] = os.environ[passthrough]
+    env = server_env(url, ATELIER_ALLOW_PRIVATE_SUPPLIER_URLS="true")
 
     where = urlsplit(url)
     print(f"database  {where.hostname}:{where.port or 5432}{where.path} (reset)", flush=True)
