@@ -185,6 +185,7 @@ async def order_line(
         src = await _sourcing(uow, actor, ref, line_id, cipher, now, supplier_id)
     _check_orderable(src.line)
     pending = await _pending_order(db, actor, src)
+    resending = pending is not None
     if pending is None:
         offers, failures = await _ask(clients, src)
         choice = _pick(offers, failures, src, sla, supplier_id)
@@ -194,6 +195,11 @@ async def order_line(
     try:
         info = await clients.get(config).place_order(pending.po, request)
     except SupplierRejected as exc:
+        if resending:
+            # The supplier may hold this PO from the first send: closing it here would let a second
+            # order follow. It stays open (and re-sendable) until someone checks with the supplier.
+            detail = f"refused {pending.po} when it was sent again: {exc.reason}; check it with the supplier"
+            raise SupplierFailure(config.name, detail, status=409) from exc
         await _abandon(db, pending, exc.reason, now)
         raise SupplierFailure(config.name, f"refused the order: {exc.reason}", status=409) from exc
     except SupplierError as exc:
