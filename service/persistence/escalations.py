@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,7 +19,7 @@ from domain.escalation import Level
 from domain.model import Actor, Tier
 from domain.parts import PartLine, PartStatus
 from domain.stages import Role, Stage
-from service.persistence.parts import _to_line
+from service.persistence.parts import LineRepository
 from service.persistence.statements import Runner
 from service.persistence.tables import MAX_ROW_ID, ON_ORDER_STATUSES, alert_t, escalation_t, job_t, line_t
 
@@ -88,6 +88,7 @@ class EscalationRepository:
     def __init__(self, runner: Runner) -> None:
         self._conn = runner.conn
         self._dialect = runner.conn.dialect.name
+        self._lines = LineRepository(runner)
 
     async def candidates(self, now: datetime, limit: int) -> list[CandidateJob]:
         """Jobs with a line on order whose ETA passed or slipped past its promise, with all of their lines.
@@ -111,12 +112,7 @@ class EscalationRepository:
                 .order_by(job_t.c.id)
             )
         ).all()
-        open_ids = [row[0] for row in jobs]
-        lines: dict[int, list[PartLine]] = {job_id: [] for job_id in open_ids}
-        if open_ids:
-            query = select(line_t).where(line_t.c.job_id.in_(open_ids)).order_by(line_t.c.id)
-            for row in (await self._conn.execute(query)).mappings().all():
-                lines[row["job_id"]].append(_to_line(cast(Mapping[str, Any], row)))
+        lines = await self._lines.for_jobs([row[0] for row in jobs])
         return [CandidateJob(row[0], row[1], Tier(row[2]), row[3], row[4], lines[row[0]]) for row in jobs]
 
     async def job_branch(self, job_id: int) -> int | None:

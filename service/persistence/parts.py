@@ -107,6 +107,15 @@ class LineRepository:
             query = query.with_for_update()
         return [_to_line(row) for row in (await self._conn.execute(query)).mappings()]
 
+    async def for_jobs(self, job_ids: Sequence[int]) -> dict[int, list[PartLine]]:
+        """Every line of these jobs in one query (not one per job), by job."""
+        lines: dict[int, list[PartLine]] = {job_id: [] for job_id in job_ids}
+        if job_ids:
+            query = select(line_t).where(line_t.c.job_id.in_(job_ids)).order_by(line_t.c.id)
+            for row in (await self._conn.execute(query)).mappings():
+                lines[row["job_id"]].append(_to_line(row))
+        return lines
+
     async def for_order(self, order_id: int, *, lock: bool = False) -> list[PartLine]:
         query = select(line_t).where(line_t.c.order_id == order_id).order_by(line_t.c.id)
         if lock:

@@ -262,10 +262,7 @@ async def late_parts(uow: UnitOfWork, actor: Actor, *, now: datetime, sla: SlaPo
     """Awaited lines past their promise or whose ETA slipped, worst first, with their job's SLA risk."""
     late = [item for item in await uow.lines.late(actor, now, limit * 4) if item.line.late_by(now) > timedelta(0)]
     calendars = {branch.id: branch.calendar for branch in await uow.branches.all()}
-    by_job: dict[int, list[PartLine]] = {}
-    for item in late:
-        if item.line.job_id not in by_job:
-            by_job[item.line.job_id] = await uow.lines.for_job(item.line.job_id)
+    by_job = await uow.lines.for_jobs(sorted({item.line.job_id for item in late}))
     items = [
         LateItem(
             item,
