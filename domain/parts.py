@@ -223,6 +223,25 @@ class PartLine:
             data["promised_at"] = eta.isoformat()
         self._event(EventKind.PART_ORDERED, at, actor, data)
 
+    def put_on_order(self, order_id: int, unit_price_cents: int | None, at: datetime) -> None:
+        """Our PO for this line is committed, about to reach the supplier; its answer makes the line
+        ordered. Until then the line is needed again: a cancellation was the earlier order's, and left
+        on the line it would close the new PO (an order follows its lines) at the supplier's first word
+        about it, though the supplier holds it."""
+        if self.status not in (PartStatus.NEEDED, PartStatus.CANCELLED):
+            raise RuleConflict(f"part line {self.id} is already {self.status}")
+        self.status = PartStatus.NEEDED
+        self.order_id, self.unit_price_cents = order_id, unit_price_cents
+        self.cancel_reason, self.cancelled_by_supplier = None, False
+        self._touch(at)
+
+    def take_off_order(self, at: datetime) -> None:
+        """The supplier refused our PO before ordering anything: the line is free to order elsewhere."""
+        if self.status not in (PartStatus.NEEDED, PartStatus.CANCELLED):
+            raise RuleConflict(f"part line {self.id} is {self.status}: its order stands")
+        self.order_id = None
+        self._touch(at)
+
     def revise_eta(self, eta: datetime, source: EtaSource, at: datetime, actor: str | None, note: str | None) -> bool:
         """Staff learned a new date (a phone call to the supplier): recorded as a revision like any other."""
         if not self.waiting:
@@ -356,11 +375,14 @@ class PartLine:
         self.eta = eta
         self.updated_at = at
 
+    def _touch(self, at: datetime) -> None:
+        self.updated_at = at
+        self.version += 1
+
     def _event(
         self, kind: EventKind, at: datetime, actor: str | None, data: dict[str, Any], note: str | None = None
     ) -> None:
-        self.updated_at = at
-        self.version += 1
+        self._touch(at)
         payload = {"line_id": self.id, "sku": self.sku, **data}
         self.pending_events.append(JobEvent(kind, at, actor, note=note, data=payload))
 

@@ -136,14 +136,6 @@ class LineRepository:
             await self.add_revisions(line.pending_revisions)
             line.pending_revisions.clear()
 
-    async def link_order(self, line_id: int, order_id: int | None, unit_price_cents: int | None) -> None:
-        """Attach a line to the purchase order being placed (before the supplier acknowledges it)."""
-        await self._conn.execute(
-            update(line_t)
-            .where(line_t.c.id == line_id)
-            .values(order_id=order_id, unit_price_cents=unit_price_cents, version=line_t.c.version + 1)
-        )
-
     async def add_revisions(self, revisions: Sequence[EtaRevision]) -> None:
         if revisions:
             await self._conn.execute(

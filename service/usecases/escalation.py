@@ -267,7 +267,6 @@ async def resource(services: Services, entry: OutboxEntry, now: datetime) -> Non
 async def _resource_line(
     services: Services, actor: Actor, ref: str, line_id: int, now: datetime
 ) -> tuple[JobEvent, dict[str, Any] | None] | None:
-    settings = services.settings
     quotes = await sourcing.quotes(
         services.db,
         actor,
@@ -275,28 +274,31 @@ async def _resource_line(
         line_id,
         clients=services.suppliers,
         cipher=services.cipher,
-        sla=settings.sla_policy,
+        sla=services.settings.sla_policy,
         now=now,
     )
     line, job = quotes.line, quotes.job
-    resuming = line.status is PartStatus.CANCELLED and (line.cancel_reason or "").startswith(RESOURCE_REASON)
+    express = job.tier is Tier.EXPRESS
+    if express and line.status is PartStatus.NEEDED and line.order_id is not None:
+        # Our new PO went out and its answer was never recorded (a killed run): it is re-sent, whatever
+        # the offers say now; the supplier may hold it, so it is never replaced by a second order.
+        placed = await _order(services, actor, ref, line_id, None, now)
+        offer = next((o for o in quotes.offers if o.supplier_id == placed.order.supplier_id), None)
+        data = _resource_data(line, placed.order.supplier_id, offer, None)
+        return _resourced(data, placed, offer, now)
+    # Cancelled for re-sourcing, or taken off a PO the new supplier refused: the run that did it died.
+    resuming = express and (
+        line.status is PartStatus.NEEDED
+        or (line.status is PartStatus.CANCELLED and (line.cancel_reason or "").startswith(RESOURCE_REASON))
+    )
     if line.status not in (PartStatus.ORDERED, PartStatus.BACKORDERED) and not resuming:
         return None  # shipped, received or cancelled meanwhile: nothing to re-source
     better = _better_offer(quotes, now=now)
     if better is None:
         return None
     offer = better.offer
-    data: dict[str, Any] = {
-        "line_id": line.id,
-        "sku": line.sku,
-        "from_supplier_id": line.supplier_id,
-        "to_supplier_id": offer.supplier_id,
-        "to_supplier": offer.supplier_name,
-        "unit_price_cents": offer.unit_price_cents,
-        "expected_at": offer.expected_at.isoformat() if offer.expected_at else None,
-        "current_expected_at": better.current_expected.isoformat() if better.current_expected else None,
-    }
-    if job.tier is not Tier.EXPRESS:
+    data = _resource_data(line, offer.supplier_id, offer, better.current_expected)
+    if not express:
         data["reason"] = f"{offer.supplier_name} can deliver sooner: proposed to staff, nothing changed"
         message = (
             f"{ref}: {offer.supplier_name} can deliver {line.sku} by {data['expected_at']} "
@@ -304,31 +306,63 @@ async def _resource_line(
         )
         alert = {"kind": "resource_proposal", "message": message, "data": {"ref": ref, **data}}
         return JobEvent(EventKind.RESOURCE_PROPOSED, now, SYSTEM_USER, data=data), alert
-    reason = f"{RESOURCE_REASON}: {offer.supplier_name} can deliver sooner ({data['expected_at']})"
-    if not resuming and line.order_id is not None:
+    if line.status in (PartStatus.ORDERED, PartStatus.BACKORDERED) and line.order_id is not None:
         cancelled = await sourcing.cancel_order(
             services.db,
             actor,
             line.order_id,
-            reason=reason,
+            reason=_resource_reason(offer),
             clients=services.suppliers,
             cipher=services.cipher,
             now=now,
         )
         data["cancelled_po"] = cancelled.po
-    placed = await sourcing.order_line(
+    placed = await _order(services, actor, ref, line_id, offer.supplier_id, now)
+    return _resourced(data, placed, offer, now)
+
+
+async def _order(
+    services: Services, actor: Actor, ref: str, line_id: int, supplier_id: int | None, now: datetime
+) -> sourcing.Placed:
+    return await sourcing.order_line(
         services.db,
         actor,
         ref,
         line_id,
-        supplier_id=offer.supplier_id,
+        supplier_id=supplier_id,
         clients=services.suppliers,
         cipher=services.cipher,
-        sla=settings.sla_policy,
+        sla=services.settings.sla_policy,
         now=now,
     )
+
+
+def _resource_data(line: PartLine, to_supplier: int, offer: Offer | None, current: datetime | None) -> dict[str, Any]:
+    expected = offer.expected_at if offer is not None else None
+    return {
+        "line_id": line.id,
+        "sku": line.sku,
+        "from_supplier_id": line.supplier_id,
+        "to_supplier_id": to_supplier,
+        "to_supplier": offer.supplier_name if offer is not None else None,
+        "unit_price_cents": offer.unit_price_cents if offer is not None else None,
+        "expected_at": expected.isoformat() if expected else None,
+        "current_expected_at": current.isoformat() if current else None,
+    }
+
+
+def _resource_reason(offer: Offer | None) -> str:
+    if offer is None:
+        return f"{RESOURCE_REASON}: a sooner supplier"
+    expected = offer.expected_at.isoformat() if offer.expected_at else "unknown"
+    return f"{RESOURCE_REASON}: {offer.supplier_name} can deliver sooner ({expected})"
+
+
+def _resourced(
+    data: dict[str, Any], placed: sourcing.Placed, offer: Offer | None, now: datetime
+) -> tuple[JobEvent, None]:
     data["po"] = placed.order.po
-    data["reason"] = reason
+    data["reason"] = _resource_reason(offer)
     return JobEvent(EventKind.RESOURCED, now, SYSTEM_USER, data=data), None
 
 

@@ -267,7 +267,9 @@ async def _open_order(db: Database, actor: Actor, src: Sourcing, choice: Choice,
             None, choice.offer.supplier_id, job.branch_id, job.id or 0, now, actor.username, choice.reason
         )
         await uow.orders.add(order)
-        await uow.lines.link_order(line.id or 0, order.id, choice.offer.unit_price_cents)
+        version = line.version
+        line.put_on_order(order.id or 0, choice.offer.unit_price_cents, now)
+        await uow.lines.save([line], {line.id or 0: version})
         offer = choice.offer
         data = {
             "line_id": line.id,
@@ -288,8 +290,10 @@ async def _abandon(db: Database, order: SupplierOrder, reason: str, now: datetim
         stored = await uow.orders.get(None, order.id or 0, lock=True)
         stored.status, stored.updated_at = OrderStatus.CANCELLED, now
         await uow.orders.save(stored)
+        versions = {line.id or 0: line.version for line in stored.lines}
         for line in stored.lines:
-            await uow.lines.link_order(line.id or 0, None, line.unit_price_cents)
+            line.take_off_order(now)
+        await uow.lines.save(stored.lines, versions)
         data = {"po": stored.po, "reason": reason}
         await uow.jobs.add_events(stored.job_id, [JobEvent(EventKind.ORDER_REFUSED, now, None, data=data)])
 

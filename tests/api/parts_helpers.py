@@ -162,18 +162,26 @@ def _combination(
     return None
 
 
-def good_then_broken(sandbox: SandboxServer, rate: float) -> str:
-    """A fresh tenant whose seeded fault dice, with `malformed_rate=rate`, answer its first API request
-    well and break the body of its second (the dice draw once per answer, twice when they break one)."""
-    for _ in range(500):
+def dice_tenant(sandbox: SandboxServer, rate: float, broken: Sequence[bool]) -> str:
+    """A fresh tenant whose seeded fault dice, with `malformed_rate=rate`, break the body of exactly the
+    API answers marked True, in order (the dice draw once per answer, twice when they break one)."""
+    for _ in range(5000):
         tenant = new_tenant()
         rng = seeded(sandbox.seed, tenant, "faults")
-        first = rng.random()
-        if first < rate:
-            continue
-        if rng.random() < rate:
+        for breaks in broken:
+            hit = rng.random() < rate
+            if hit is not breaks:
+                break
+            if hit:
+                rng.random()
+        else:
             return tenant
     raise AssertionError("no tenant with the wanted dice")
+
+
+def good_then_broken(sandbox: SandboxServer, rate: float) -> str:
+    """A fresh tenant answering its first API request well and breaking the body of its second."""
+    return dice_tenant(sandbox, rate, (False, True))
 
 
 # --- jobs and their parts --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from domain.calendar import BusinessCalendar, OpeningHours
@@ -18,8 +19,10 @@ from domain.model import parse_ref
 from service.persistence.tables import alert_t, escalation_t, order_t, outbox_t
 from service.secrets import required_secrets
 from service.services import Services, build_services
+from service.errors import SupplierFailure
 from service.settings import Settings
 from service.usecases import escalation, outbox
+from service.usecases.polling import poll_supplier
 from tests.api.parts_helpers import (
     MANAGER,
     ORDERS,
@@ -30,6 +33,7 @@ from tests.api.parts_helpers import (
     add_supplier,
     at,
     change_line,
+    dice_tenant,
     events_of,
     iso,
     job_parts,
@@ -235,13 +239,13 @@ async def test_a_later_promise_escalates_again_and_delivery_clears(
 
 
 async def _slipped_far(
-    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services, tier: str
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services, tier: str, tenant_b: str | None = None
 ) -> tuple[PlacedOrder, dict[str, Any], int]:
     """An order at supplier A whose ETA slips by 200 hours (the sandbox says so, Atelier polls it),
-    with supplier B carrying the part sooner; the sweep then asks for re-sourcing."""
+    with supplier B (on `tenant_b`) carrying the part sooner; the sweep then asks for re-sourcing."""
     placed = await order_job(api, sandbox, clock, tier=tier, budget=BUDGET)
     job_id = parse_ref(placed.job["ref"]) or 0
-    tenant_b = new_tenant()
+    tenant_b = tenant_b or new_tenant()
     pin_stock(sandbox, tenant_b, SKU, 20)
     supplier_b = await add_supplier(api, sandbox, tenant_b)
     sandbox.advance(placed.supplier_ref, "slip", tenant=placed.tenant, hours=200)
@@ -287,6 +291,46 @@ async def test_an_express_job_is_re_sourced_automatically(
     async with services.db.transaction(write=False) as uow:
         count = len((await uow.connection.execute(select(order_t).where(order_t.c.job_id == job_id))).all())
     assert count == 2
+
+
+async def test_a_re_sourcing_whose_new_order_lost_its_answer_sends_that_po_again_even_after_a_poll_saw_it(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services
+) -> None:
+    # B answers both stock quotes, then breaks its answer to the order: the order is placed there.
+    tenant_b = dice_tenant(sandbox, 0.5, (False, False, True))
+    placed, supplier_b, entry_id = await _slipped_far(api, sandbox, clock, services, "express", tenant_b)
+    ref, job_id = placed.job["ref"], parse_ref(placed.job["ref"]) or 0
+    sandbox.set_faults(tenant=tenant_b, malformed_rate=0.5)
+
+    with pytest.raises(SupplierFailure):
+        await outbox.handle(services, entry_id, now=clock.now)
+
+    sandbox.set_faults(tenant=tenant_b, malformed_rate=0)
+    line = line_of(await job_parts(api, ref), placed.line_id)
+    new_po = f"PO-{line['order_id']:06d}"
+    (reached,) = sandbox_orders(sandbox, tenant_b, new_po)  # B holds it; only its answer was lost
+    # The poll reads B's order feed, which names our PO: that is no reason to close it.
+    clock.advance(minutes=1)
+    await poll_supplier(services, supplier_b["id"], now=clock.now)
+    pending = await api.client.get(f"{ORDERS}/{line['order_id']}", headers=await api.login(TECH))
+    assert pending.json()["status"] != "cancelled", pending.json()
+
+    assert await outbox.handle(services, entry_id, now=clock.now) is True
+
+    # One order at B, the one the first run sent; the line is on it; re-sourced once.
+    assert [o["id"] for o in sandbox_orders(sandbox, tenant_b, new_po)] == [reached["id"]]
+    async with services.db.transaction(write=False) as uow:
+        result = await uow.connection.execute(select(order_t).where(order_t.c.job_id == job_id))
+        orders = {row.id: row for row in result.all()}
+    assert sorted((o.supplier_id, o.status) for o in orders.values()) == sorted(
+        [(placed.supplier["id"], "cancelled"), (supplier_b["id"], "confirmed")]
+    )
+    line = line_of(await job_parts(api, ref), placed.line_id)
+    assert (line["supplier_id"], f"PO-{line['order_id']:06d}", line["status"]) == (supplier_b["id"], new_po, "ordered")
+    (resourced,) = await events_of(api, ref, "resourced")
+    assert resourced["data"]["po"] == new_po and resourced["data"]["to_supplier_id"] == supplier_b["id"]
+    assert len(await events_of(api, ref, "order_cancelled")) == 1
+    assert await outbox.handle(services, entry_id, now=clock.now) is False
 
 
 def supplier_tenant(supplier: dict[str, Any]) -> str:

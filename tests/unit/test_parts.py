@@ -259,6 +259,34 @@ def test_a_cancelled_line_can_be_ordered_again_elsewhere() -> None:
     assert line.cancel_reason is None
 
 
+def test_a_line_put_on_a_new_po_after_a_cancellation_is_needed_again_and_its_po_stays_open() -> None:
+    line = ordered_line()
+    line.cancel(T0 + HOUR, None, "re-sourced: B can deliver sooner")
+    line.put_on_order(ORDER_ID + 1, 9900, T0 + 2 * HOUR)
+    assert (line.status, line.order_id, line.unit_price_cents) == (PartStatus.NEEDED, ORDER_ID + 1, 9900)
+    assert (line.cancel_reason, line.cancelled_by_supplier) == (None, False)
+    new_order = make_order(line)
+    new_order.id = ORDER_ID + 1
+    # The supplier's first word about the new PO (its answer to us was lost) does not close it.
+    new_order.apply(fact(FactKind.CONFIRMED, T0 + 3 * HOUR, eta=PROMISE, supplier_sku=line.supplier_sku), T0)
+    assert new_order.status is OrderStatus.CONFIRMED
+    assert line.status is PartStatus.NEEDED
+
+
+def test_only_a_needed_or_cancelled_line_is_put_on_a_po() -> None:
+    line = ordered_line()
+    refused(line, lambda: line.put_on_order(ORDER_ID + 1, 9900, T0 + HOUR))
+
+
+def test_a_refused_po_frees_its_line_and_an_ordered_line_keeps_its_order() -> None:
+    line = make_line()
+    line.put_on_order(ORDER_ID, 9900, T0)
+    line.take_off_order(T0 + HOUR)
+    assert (line.status, line.order_id) == (PartStatus.NEEDED, None)
+    ordered = ordered_line()
+    refused(ordered, lambda: ordered.take_off_order(T0 + HOUR))
+
+
 def test_reordering_a_cancelled_line_without_an_eta_forgets_the_old_suppliers_eta() -> None:
     """The new supplier gave no date: the cancelled order's ETA must not stand in for it."""
     line = ordered_line()
