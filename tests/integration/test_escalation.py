@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from domain.calendar import BusinessCalendar, OpeningHours
 from domain.model import parse_ref
+from service.errors import SupplierFailure
 from service.persistence.tables import alert_t, escalation_t, order_t, outbox_t
 from service.secrets import required_secrets
 from service.services import Services, build_services
-from service.errors import SupplierFailure
 from service.settings import Settings
 from service.usecases import escalation, outbox
 from service.usecases.polling import poll_supplier
