@@ -56,6 +56,7 @@ class LineKind(StrEnum):
 
 class ApprovalSource(StrEnum):
     STAFF = "staff"  # the customer's answer, taken by a member of staff
+    CUSTOMER = "customer"  # the customer's own answer, through their tracking link
     PREAPPROVED_BUDGET = "preapproved_budget"  # within what the customer agreed at intake
 
 
@@ -85,9 +86,18 @@ class EventKind(StrEnum):
     ESCALATED = "escalated"
     RESOURCED = "resourced"
     RESOURCE_PROPOSED = "resource_proposed"
+    PICKUP_PREPARED = "pickup_prepared"  # a pickup code sent and a storage slot given
+    PICKUP_REFUSED = "pickup_refused"  # a wrong pickup code
+    PICKUP_LOCKED = "pickup_locked"  # too many wrong codes: pickup locked for a while
+    TRACKING_ISSUED = "tracking_issued"
+    TRACKING_REVOKED = "tracking_revoked"
+    CUSTOMER_ERASED = "customer_erased"
 
 
 # Stages before the repair starts, where the customer's approval may still be pending.
+HAND_OVER_ONLY = "a device is handed over with its pickup code: POST /api/v1/jobs/{ref}/pickup"
+CUSTOMER_ACTOR = "customer"  # who acted, in the history, when the customer answered through their link
+
 _BEFORE_REPAIR = (Stage.DIAGNOSING, Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS)
 _ESTIMATING = (Stage.RECEIVED, Stage.DIAGNOSING, Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS)
 
@@ -138,9 +148,10 @@ class Device:
     colour: str | None = None
     condition: str = ""
     accessories: tuple[str, ...] = ()
+    erased: bool = False  # its identifiers were erased with its owner's personal data
 
     def __post_init__(self) -> None:
-        if not self.imei and not self.serial_number:
+        if not self.imei and not self.serial_number and not self.erased:
             raise InvalidValue("device", "an IMEI or a serial number is required")
 
 
@@ -179,6 +190,21 @@ class Approval:
     at: datetime
     source: ApprovalSource
     note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """What the counter records when a device leaves: whether the customer's code was checked (else a
+    manager's reason), the amount paid and whether an identity document was seen."""
+
+    code_checked: bool
+    paid_cents: int | None = None
+    id_checked: bool = False
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.paid_cents is not None and self.paid_cents < 0:
+            raise InvalidValue("paid_cents", "must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +251,9 @@ class RepairJob:
     outcome: Outcome | None = None
     has_passcode: bool = False
     work_started_at: datetime | None = None  # first time the repair started: cancelling is over then
+    pickup_slot: str | None = None  # the shelf/bin holding the device while it waits for its owner
+    collected_at: datetime | None = None
+    paid_cents: int | None = None  # paid at the hand-over
     version: int = 1
     branch_code: str = ""  # for display; `branch_id` is what scopes the job
     pending_events: list[JobEvent] = field(default_factory=list)
@@ -267,6 +296,43 @@ class RepairJob:
     def transition(
         self, actor: Actor, to: Stage, now: datetime, note: str | None = None, outcome: Outcome | None = None
     ) -> None:
+        self._check_move(actor, to, outcome)
+        if to is Stage.COLLECTED:  # only `hand_over`, which checks the customer's code
+            where = HAND_OVER_ONLY.format(ref=format_ref(self.id) if self.id is not None else "{ref}")
+            raise IllegalTransition(where, self.allowed_targets(actor.role))
+        self._move(actor, to, now, note, outcome, {})
+
+    def prepare_pickup(self, slot: str | None, now: datetime) -> None:
+        """The device is on its shelf and the customer has been sent a pickup code (part of the move to
+        ready_for_pickup: no new version)."""
+        if self.stage is not Stage.READY_FOR_PICKUP:
+            raise RuleConflict(f"a {self.stage} job is not waiting for pickup")
+        self.pickup_slot = slot
+        self.pending_events.append(JobEvent(EventKind.PICKUP_PREPARED, now, None, data={"slot": slot}))
+
+    def hand_over(self, actor: Actor, hand: HandOver, now: datetime) -> None:
+        """The device leaves with its owner: with the right pickup code, or a manager's recorded reason."""
+        self._check_move(actor, Stage.COLLECTED, None)
+        if not hand.code_checked:
+            if actor.role is not Role.MANAGER:
+                raise NotPermitted("only a manager may hand a device over without its pickup code")
+            if not (hand.reason or "").strip():
+                raise InvalidValue("reason", "say why the device is handed over without its code")
+        data: dict[str, Any] = {
+            "handed_over_by": actor.username,
+            "with_code": hand.code_checked,
+            "paid_cents": hand.paid_cents,
+            "id_checked": hand.id_checked,
+            "slot": self.pickup_slot,
+        }
+        if not hand.code_checked:
+            data["reason"] = hand.reason
+        self.pickup_slot = None
+        self.collected_at = now
+        self.paid_cents = hand.paid_cents
+        self._move(actor, Stage.COLLECTED, now, hand.reason, None, data)
+
+    def _check_move(self, actor: Actor, to: Stage, outcome: Outcome | None) -> None:
         frm = self.stage
         if to not in targets(frm):
             raise IllegalTransition(f"a job cannot move from {frm} to {to}", self.allowed_targets(actor.role))
@@ -275,7 +341,11 @@ class RepairJob:
         reason = self._precondition_failure(to, outcome)
         if reason:
             raise IllegalTransition(reason, self.allowed_targets(actor.role))
-        data: dict[str, Any] = {}
+
+    def _move(
+        self, actor: Actor, to: Stage, now: datetime, note: str | None, outcome: Outcome | None, data: dict[str, Any]
+    ) -> None:
+        frm = self.stage
         if frm in _BEFORE_REPAIR and to in (Stage.AWAITING_PARTS, Stage.REPAIRING):
             self._approve_from_budget_if_needed(now, data)
         if to is Stage.READY_FOR_PICKUP and frm is not Stage.ON_HOLD:
@@ -314,13 +384,26 @@ class RepairJob:
         self._changed(JobEvent(EventKind.ESTIMATE_SET, now, actor.username, note=note, data=data))
 
     def record_approval(self, actor: Actor, approved: bool, now: datetime, note: str | None) -> None:
-        # A job waiting for parts before the customer answered (parts were added early) still takes the answer.
+        """The customer's answer, taken by a member of staff (at the counter, on the phone)."""
+        self._answer(approved, actor.username, ApprovalSource.STAFF, now, note)
+
+    def record_customer_answer(self, approved: bool, now: datetime, note: str | None) -> None:
+        """The customer's own answer, given through their tracking link."""
+        self._answer(approved, CUSTOMER_ACTOR, ApprovalSource.CUSTOMER, now, note)
+
+    @property
+    def awaits_answer(self) -> bool:
+        """Whether the customer's answer to the estimate is expected now. A job waiting for parts before the
+        customer answered (parts were added early) still takes the answer."""
         unanswered = self.stage is Stage.AWAITING_PARTS and bool(self.estimate) and self.approval is None
-        if self.stage is not Stage.AWAITING_APPROVAL and not unanswered:
+        return self.stage is Stage.AWAITING_APPROVAL or unanswered
+
+    def _answer(self, approved: bool, by: str, source: ApprovalSource, now: datetime, note: str | None) -> None:
+        if not self.awaits_answer:
             raise RuleConflict("the customer's answer is recorded while the job awaits approval")
-        self.approval = Approval(approved, actor.username, now, ApprovalSource.STAFF, note)
-        data = {"approved": approved, "total_cents": self.estimate_total_cents}
-        self._changed(JobEvent(EventKind.APPROVAL_RECORDED, now, actor.username, note=note, data=data))
+        self.approval = Approval(approved, by, now, source, note)
+        data = {"approved": approved, "total_cents": self.estimate_total_cents, "source": source.value}
+        self._changed(JobEvent(EventKind.APPROVAL_RECORDED, now, by, note=note, data=data))
 
     def assign(self, actor: Actor, technician: Assignee | None, now: datetime) -> None:
         if actor.role not in (Role.TECHNICIAN, Role.MANAGER):
@@ -367,11 +450,14 @@ class RepairJob:
     # --- rules -----------------------------------------------------------------------------
 
     def allowed_targets(self, role: Role) -> list[str]:
-        """The stages this role can move this job to now (for 409 bodies and stage buttons)."""
+        """The stages this role can move this job to now (for 409 bodies and stage buttons). Collection
+        is not among them: it is the hand-over, with the customer's pickup code."""
         return [
             to.value
             for to in targets(self.stage)
-            if role in roles_for(self.stage, to) and self._precondition_failure(to, None) is None
+            if to is not Stage.COLLECTED
+            and role in roles_for(self.stage, to)
+            and self._precondition_failure(to, None) is None
         ]
 
     def _precondition_failure(self, to: Stage, outcome: Outcome | None) -> str | None:

@@ -185,12 +185,14 @@ def _job_received(language: str, f: Facts) -> tuple[str, str]:
 
 def _estimate_ready(language: str, f: Facts) -> tuple[str, str]:
     total = f.data.get("total_cents")
+    link = f.data.get("tracking_url")  # where the customer can approve or decline it themselves
     if language == "fr":
         amount = f" Montant : {money(int(total), language)}." if total is not None else ""
-        return "Devis prêt", f"Le devis pour votre {f.device} est prêt.{amount} Merci de nous donner votre accord."
+        ask = f"Acceptez-le ou refusez-le ici : {link}" if link else "Merci de nous donner votre accord."
+        return "Devis prêt", f"Le devis pour votre {f.device} est prêt.{amount} {ask}"
     amount = f" Total: {money(int(total), language)}." if total is not None else ""
-    text = f"The estimate for your {f.device} is ready.{amount} Please tell us if we may go ahead."
-    return "Estimate ready", text
+    ask = f"Approve or decline it here: {link}" if link else "Please tell us if we may go ahead."
+    return "Estimate ready", f"The estimate for your {f.device} is ready.{amount} {ask}"
 
 
 def _parts_delayed(language: str, f: Facts) -> tuple[str, str]:
@@ -206,11 +208,16 @@ def _parts_delayed(language: str, f: Facts) -> tuple[str, str]:
 def _ready_for_pickup(language: str, f: Facts) -> tuple[str, str]:
     hours = hours_in_words(f.hours, language)
     repaired = f.data.get("outcome", "repaired") == "repaired"
+    code = f.data.get("pickup_code")  # asked for at the counter before the device is handed over
     if language == "fr":
         state = "est réparé et vous attend" if repaired else "n'a pas été réparé ; il vous attend"
-        return "Prêt à retirer", f"Votre {f.device} {state} en boutique. Horaires : {hours}."
+        text = f"Votre {f.device} {state} en boutique. Horaires : {hours}."
+        text += f" Votre code de retrait : {code}." if code else ""
+        return "Prêt à retirer", text
     state = "is repaired and ready" if repaired else "was not repaired; it is ready"
-    return "Ready for pickup", f"Your {f.device} {state} for pickup. Opening hours: {hours}."
+    text = f"Your {f.device} {state} for pickup. Opening hours: {hours}."
+    text += f" Your pickup code: {code}." if code else ""
+    return "Ready for pickup", text
 
 
 def _uncollected(language: str, f: Facts) -> tuple[str, str]:

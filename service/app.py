@@ -19,13 +19,19 @@ from litestar.openapi.spec import Components, SecurityScheme
 from domain.model import Actor
 from service.api.alerts import AlertController
 from service.api.auth import AuthController, build_jwt_auth
+from service.api.branches import BranchController, ExpressController
 from service.api.context import RequestContext
+from service.api.customers import CustomerController
 from service.api.health import HealthController
 from service.api.jobs import JobController
 from service.api.parts import JobPartsController, PartsController, SupplierOrderController
+from service.api.pickup import PickupController
 from service.api.problems import EXCEPTION_HANDLERS
+from service.api.queue import QueueController
 from service.api.suppliers import SupplierController, WebhookController
+from service.api.tracking import JobTrackingController, TrackingController
 from service.logging import RequestIdMiddleware, configure_logging, response_tagger
+from service.ratelimit import rate_limits
 from service.secrets import required_secrets
 from service.services import Clock, build_services, utc_now
 from service.settings import Settings
@@ -43,6 +49,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
     configure_logging(settings)
     jwt_secret, cipher = required_secrets(settings)
     jwt_auth = build_jwt_auth(jwt_secret, settings.token_ttl_seconds)
+    limits = rate_limits(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -69,7 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
 
     def provide_ctx(request: Request[Actor, Any, Any]) -> RequestContext:
         state = request.app.state
-        return RequestContext(request.user, state.db, settings, cipher, clock, state.suppliers)
+        return RequestContext(request.user, state.db, settings, cipher, clock, state.suppliers, limits)
 
     return Litestar(
         route_handlers=[
@@ -82,6 +89,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             SupplierOrderController,
             WebhookController,
             AlertController,
+            BranchController,
+            ExpressController,
+            QueueController,
+            CustomerController,
+            PickupController,
+            TrackingController,
+            JobTrackingController,
         ],
         lifespan=[lifespan],
         dependencies={
@@ -95,7 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         # What handlers without a staff user (supplier webhooks) need.
-        state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings}),
+        state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings, "limits": limits}),
         openapi_config=OpenAPIConfig(
             title="Atelier",
             version="0.1.0",

@@ -25,7 +25,7 @@ from service.persistence.tables import job_t
 from service.secrets import PasscodeCipher
 from service.settings import Settings
 from service.uow import Database, UnitOfWork
-from service.usecases import jobs, parts, staff, suppliers
+from service.usecases import jobs, parts, pickup, staff, suppliers
 from service.usecases.parts import LineRequest
 
 DEMO_PASSWORD = "atelier-demo"  # noqa: S105 (published demo login, never used outside --demo)
@@ -52,6 +52,7 @@ SUPPLIERS = (
     ("FeedParts", AdapterKind.CSV_FEED, "feedparts"),
 )
 DEMO_SUPPLIER_KEY = "demo-key"
+DEMO_MANAGER = Actor(0, "demo", Role.MANAGER, None)  # who seeds: a chain-wide manager
 
 
 def demo_imei(n: int) -> str:
@@ -216,7 +217,7 @@ async def seed_demo(
 async def _seed_parts_and_suppliers(
     db: Database, cipher: PasscodeCipher, settings: Settings, now: datetime, sandbox_url: str, webhook_secret: str
 ) -> None:
-    manager = Actor(0, "demo", Role.MANAGER, None)
+    manager = DEMO_MANAGER
     async with db.transaction() as uow:
         known = await uow.catalogue.existing(p.sku for p in CATALOGUE)
         for item in CATALOGUE:
@@ -261,12 +262,23 @@ async def _seed_job(
         preapproved_budget_cents=demo.budget,
         passcode=demo.passcode,
     )
-    job = await jobs.intake(uow, desk, cmd, now=now(), sla=settings.sla_policy, cipher=cipher)
+    job = await jobs.intake(
+        uow,
+        desk,
+        cmd,
+        now=now(),
+        sla=settings.sla_policy,
+        cipher=cipher,
+        express_capacity=settings.express_capacity_per_day,
+    )
     for step in demo.steps:
-        if isinstance(step, str):
+        if step == Stage.COLLECTED:  # the demo has no customer to bring the code: a manager's recorded hand-over
+            request = pickup.PickupRequest(reason="collected before the demo")
+            job = await pickup.hand_over_in(uow, DEMO_MANAGER, job.ref, request, now=now(), settings=settings)
+        elif isinstance(step, str):
             stage = Stage(step)
-            actor = desk if stage in (Stage.COLLECTED, Stage.CANCELLED) else tech
-            job = await jobs.move(uow, actor, job.ref, job.version, stage, now=now())
+            actor = desk if stage is Stage.CANCELLED else tech
+            job = await jobs.move(uow, actor, job.ref, job.version, stage, now=now(), settings=settings, cipher=cipher)
         elif step[0] == "estimate":
             job = await jobs.set_estimate(uow, tech, job.ref, job.version, step[1], now=now())
         elif step[0] == "approve":

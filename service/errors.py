@@ -25,3 +25,11 @@ class SupplierFailure(DomainError):
         self.supplier = supplier
         self.status = status
         self.retry_after = retry_after
+
+
+class RateLimited(DomainError):
+    """Too many requests for one key (an IP, a link, a job): 429 with Retry-After."""
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -77,6 +77,25 @@ class Settings(BaseSettings):
     sms_gateway_url: str | None = None
     sms_gateway_key: SecretStr | None = None
 
+    # Express service and pickup. Per branch, `branch.express_capacity` and `branch.storage_slots` override
+    # the first two (PATCH /api/v1/branches/{code}).
+    express_capacity_per_day: int = Field(6, ge=0, le=1000)  # express intakes a branch takes a day
+    storage_slots: list[str] = Field(
+        default_factory=lambda: [f"{shelf}-{bin_:02d}" for shelf in "ABCD" for bin_ in range(1, 16)]
+    )
+    pickup_max_failures: int = Field(5, ge=1, le=100)  # wrong codes before pickup locks for the job
+    pickup_lockout_minutes: int = Field(15, ge=1, le=24 * 60)
+    # The customer's link: where it points, and how long it works after collection.
+    public_base_url: str = "http://127.0.0.1:8000"
+    tracking_days_after_collection: int = Field(30, ge=0, le=3650)
+    # Rate limits (requests a minute) on what needs no login or guesses a secret: 429 beyond.
+    track_rate_per_minute_ip: int = Field(60, ge=1)
+    track_rate_per_minute_token: int = Field(30, ge=1)
+    pickup_rate_per_minute_ip: int = Field(30, ge=1)
+    pickup_rate_per_minute_job: int = Field(10, ge=1)
+    # Customers whose last job closed this many months ago are anonymised by the retention task.
+    customer_retention_months: int = Field(36, ge=1, le=1200)
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

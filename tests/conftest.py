@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from litestar.testing import AsyncTestClient
-from sqlalchemy import delete, text
+from sqlalchemy import delete, null, text, update
 
 from domain.stages import Role
 from service.app import create_app
@@ -26,6 +26,7 @@ from service.persistence import migrate
 from service.persistence.db import create_engine
 from service.persistence.tables import (
     alert_t,
+    branch_t,
     customer_t,
     escalation_t,
     event_t,
@@ -177,6 +178,8 @@ async def clean_db(settings: Settings) -> AsyncIterator[None]:
         async with engine.begin() as conn:
             for table in CLEANED:
                 await conn.execute(delete(table))
+            # Branches persist for the session: their own settings go back to the defaults.
+            await conn.execute(update(branch_t).values(express_capacity=None, storage_slots=null()))
     finally:
         await engine.dispose()
     yield

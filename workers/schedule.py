@@ -38,4 +38,6 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic("sweep_escalations", timedelta(minutes=1)),
     Periodic("purge_webhooks", timedelta(days=1)),
     Periodic("remind_uncollected", timedelta(hours=1)),
+    # Batched and idempotent: a run cut short by its timeout is finished by the next one.
+    Periodic("anonymise_customers", timedelta(days=1), timeout=timedelta(minutes=10)),
 )

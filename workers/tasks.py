@@ -11,7 +11,7 @@ from typing import Any
 
 import service.usecases.notifications  # noqa: F401  (registers the "notify" outbox handler)
 from service.services import Services, TaskQueue
-from service.usecases import escalation, outbox, polling, reminders
+from service.usecases import customers, escalation, outbox, polling, reminders
 
 
 def _services(ctx: dict[str, Any]) -> Services:
@@ -43,6 +43,12 @@ async def remind_uncollected(ctx: dict[str, Any]) -> int:
     return await reminders.remind_uncollected(services, now=services.clock())
 
 
+async def anonymise_customers(ctx: dict[str, Any]) -> int:
+    """Customers whose last job closed more than the retention period ago are anonymised; idempotent."""
+    services = _services(ctx)
+    return await customers.anonymise_expired(services, services.clock())
+
+
 async def sweep_escalations(ctx: dict[str, Any]) -> int:
     """The late-parts ladder, every minute: idempotent, safe in several workers at once."""
     services = _services(ctx)
@@ -69,6 +75,7 @@ TASKS = {
     "handle_outbox": handle_outbox,
     "purge_webhooks": purge_webhooks,
     "remind_uncollected": remind_uncollected,
+    "anonymise_customers": anonymise_customers,
     "poll_suppliers": poll_suppliers,
     "poll_supplier": poll_supplier,
     "sweep_escalations": sweep_escalations,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.model import Actor
+from service.ratelimit import RateLimits
 from service.secrets import PasscodeCipher
 from service.settings import Settings
 from service.uow import Database
@@ -23,3 +24,4 @@ class RequestContext:
     cipher: PasscodeCipher
     clock: Callable[[], datetime]
     suppliers: ClientProvider
+    limits: RateLimits

@@ -15,7 +15,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from domain.errors import InvalidValue, VersionConflict
-from domain.model import Actor, RepairJob, Tier
+from domain.model import Actor, RepairJob, Tier, parse_ref
 from domain.stages import Stage
 from service.api.context import RequestContext
 from service.api.schemas import (
@@ -36,7 +36,7 @@ from service.idempotency import run_idempotent
 from service.persistence.idempotency import StoredResponse
 from service.persistence.jobs import JobFilter
 from service.uow import UnitOfWork
-from service.usecases import jobs
+from service.usecases import express, jobs, tracking
 
 MAX_PAGE = 100
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
@@ -117,18 +117,29 @@ class JobController(Controller):
             preapproved_budget_cents=data.preapproved_budget_cents,
             passcode=data.passcode,
             branch_code=data.branch,
+            express_override_reason=data.express_override_reason,
         )
-        now = clock()
+        now, capacity = clock(), settings.express_capacity_per_day
         if idempotency_key is None:
             async with db.transaction() as uow:
-                job = await jobs.intake(uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher)
+                job = await jobs.intake(
+                    uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher, express_capacity=capacity
+                )
+                left = await express.slots_left(uow, job.branch_id, now=now, default_capacity=capacity)
+                link = await tracking.url_of(uow, job.id or 0, cipher=cipher, base_url=settings.public_base_url)
             body = job_out(job, actor.role)
+            body.tracking_url = link  # the customer's link, for the ticket: only the intake answer carries it
+            body.express_slots_left = left
             return _job_response(body, 201, Location=f"{self.path}/{job.ref}")
 
         async def operation(uow: UnitOfWork) -> StoredResponse:
-            job = await jobs.intake(uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher)
+            job = await jobs.intake(
+                uow, actor, cmd, now=now, sla=settings.sla_policy, cipher=cipher, express_capacity=capacity
+            )
+            body = job_out(job, actor.role)
+            body.express_slots_left = await express.slots_left(uow, job.branch_id, now=now, default_capacity=capacity)
             headers = {"Location": f"{self.path}/{job.ref}", "ETag": etag(job.version)}
-            return StoredResponse(201, msgspec.to_builtins(job_out(job, actor.role)), headers, fingerprint)
+            return StoredResponse(201, msgspec.to_builtins(body), headers, fingerprint)
 
         fingerprint = _fingerprint(await request.body())
         stored, replayed = await run_idempotent(
@@ -137,7 +148,11 @@ class JobController(Controller):
         headers = dict(stored.headers)
         if replayed:
             headers["Idempotent-Replayed"] = "true"
-        return Response(stored.body, status_code=stored.status_code, headers=headers)
+        # The link is a secret: never kept in the stored answer, read (decrypted) from the job each time.
+        async with db.transaction(write=False) as uow:
+            job_id = parse_ref(str(stored.body["ref"])) or 0
+            link = await tracking.url_of(uow, job_id, cipher=cipher, base_url=settings.public_base_url)
+        return Response({**stored.body, "tracking_url": link}, status_code=stored.status_code, headers=headers)
 
     @get("/")
     async def list_jobs(
@@ -196,7 +211,16 @@ class JobController(Controller):
             ctx,
             if_match,
             lambda uow, version, now: jobs.move(
-                uow, ctx.actor, ref, version, data.to, now=now, note=data.note, outcome=data.outcome
+                uow,
+                ctx.actor,
+                ref,
+                version,
+                data.to,
+                now=now,
+                settings=ctx.settings,
+                cipher=ctx.cipher,
+                note=data.note,
+                outcome=data.outcome,
             ),
         )
 

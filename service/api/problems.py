@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_412_PRECONDITION_FAILED,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -30,7 +32,7 @@ from domain.errors import (
     RuleConflict,
     VersionConflict,
 )
-from service.errors import AuthenticationFailed, IdempotencyKeyReused, SupplierFailure
+from service.errors import AuthenticationFailed, IdempotencyKeyReused, RateLimited, SupplierFailure
 from service.persistence.db import CONNECTION_ERRORS
 
 PROBLEM_JSON = "application/problem+json"
@@ -46,6 +48,7 @@ _DOMAIN: Mapping[type[DomainError], tuple[int, str, str]] = {
     RuleConflict: (HTTP_409_CONFLICT, "conflict", "Conflicts with the job's state"),
     VersionConflict: (HTTP_412_PRECONDITION_FAILED, "stale-version", "The job was changed by someone else"),
     AuthenticationFailed: (HTTP_401_UNAUTHORIZED, "unauthorized", "Authentication failed"),
+    RateLimited: (HTTP_429_TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
 }
 
 
@@ -107,6 +110,8 @@ def on_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dic
     if isinstance(exc, IllegalTransition):
         extra["allowed"] = exc.allowed
     headers = {"WWW-Authenticate": "Bearer"} if status == HTTP_401_UNAUTHORIZED else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     if isinstance(exc, SupplierFailure):
         status, slug, title = exc.status, "supplier", "The supplier could not do it"
         extra["supplier"] = exc.supplier

@@ -142,6 +142,8 @@ class IntakeIn(Body):
     preapproved_budget_cents: Cents | None = None
     passcode: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     branch: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    # A manager taking an express job beyond the day's capacity says why (recorded with the intake).
+    express_override_reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
 
 
 class TransitionIn(Body):
@@ -264,10 +266,18 @@ class JobOut:
     outcome: Outcome | None
     held_from: Stage | None
     has_passcode: bool
+    # Pickup: the shelf/bin holding the device while it waits (never the code), then the hand-over.
+    pickup_slot: str | None
+    collected_at: datetime | None
+    paid_cents: int | None
     version: int
     created_at: datetime
     updated_at: datetime
     allowed_transitions: list[str] = field(default_factory=list)
+    # The customer's link: a secret, so only in the intake answer (GET /api/v1/jobs/{ref}/tracking gives it later).
+    tracking_url: str | None = None
+    # Express slots left today at the job's branch, after this intake: only the intake answer carries it.
+    express_slots_left: int | None = None
 
 
 @dataclass(slots=True)
@@ -317,6 +327,9 @@ def job_out(job: RepairJob, role: Role) -> JobOut:
         outcome=job.outcome,
         held_from=job.held_from,
         has_passcode=job.has_passcode,
+        pickup_slot=job.pickup_slot,
+        collected_at=job.collected_at,
+        paid_cents=job.paid_cents,
         version=job.version,
         created_at=job.created_at,
         updated_at=job.updated_at,

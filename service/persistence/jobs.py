@@ -43,8 +43,10 @@ from service.persistence.tables import MAX_ROW_ID, branch_t, customer_t, event_t
 
 _PRIORITY = {Tier.EXPRESS: 0, Tier.STANDARD: 1}
 
+# Secrets and their digests stay out of every job read: each has its own query.
+_UNREAD = frozenset({"passcode_ciphertext", "tracking_hash", "tracking_ciphertext", "pickup_code_hash"})
 _JOB_COLUMNS = (
-    *[c for c in job_t.c if c.name != "passcode_ciphertext"],
+    *[c for c in job_t.c if c.name not in _UNREAD],
     job_t.c.passcode_ciphertext.is_not(None).label("has_passcode"),
     customer_t.c.name.label("customer_name"),
     customer_t.c.phone.label("customer_phone"),
@@ -75,6 +77,9 @@ _CHANGING = (
     "approval",
     "outcome",
     "work_started_at",
+    "pickup_slot",
+    "collected_at",
+    "paid_cents",
     "version",
     "updated_at",
 )
@@ -95,6 +100,7 @@ _INSERTED = (
     "device_accessories",
     "preapproved_budget_cents",
     "passcode_ciphertext",
+    "pickup_failures",
     "created_at",
 )
 _INSERT_JOB_Q = Prepared(job_t.insert().returning(job_t.c.id), _INSERTED)
@@ -172,6 +178,12 @@ class JobRepository:
         value: str | None = (await self._conn.execute(query)).scalar_one_or_none()
         return value
 
+    async def tracking_ciphertext(self, job_id: int) -> str | None:
+        """The customer's link token, encrypted (None when revoked or never issued)."""
+        query = select(job_t.c.tracking_ciphertext).where(job_t.c.id == job_id)
+        value: str | None = (await self._conn.execute(query)).scalar_one_or_none()
+        return value
+
     async def stored_passcodes(self) -> list[tuple[int, str]]:
         query = select(job_t.c.id, job_t.c.passcode_ciphertext).where(job_t.c.passcode_ciphertext.is_not(None))
         return [(row.id, row.passcode_ciphertext) for row in await self._conn.execute(query)]
@@ -200,6 +212,7 @@ class JobRepository:
             device_accessories=list(job.device.accessories),
             preapproved_budget_cents=job.preapproved_budget_cents,
             passcode_ciphertext=passcode_ciphertext,
+            pickup_failures=0,
             created_at=job.created_at,
         )
         job.id = await self._run.fetchval(_INSERT_JOB_Q, values)
@@ -255,6 +268,9 @@ def _job_values(job: RepairJob) -> dict[str, Any]:
         "approval": _approval_to_dict(job.approval),
         "outcome": job.outcome.value if job.outcome else None,
         "work_started_at": job.work_started_at,
+        "pickup_slot": job.pickup_slot,
+        "collected_at": job.collected_at,
+        "paid_cents": job.paid_cents,
         "version": job.version,
         "updated_at": job.updated_at,
     }
@@ -311,6 +327,7 @@ def _to_job(row: Mapping[str, Any]) -> RepairJob:
             colour=row["device_colour"],
             condition=row["device_condition"],
             accessories=tuple(row["device_accessories"] or ()),
+            erased=row["device_imei"] is None and row["device_serial"] is None,
         ),
         fault_category=FaultCategory(row["fault_category"]),
         fault_description=row["fault_description"],
@@ -343,6 +360,9 @@ def _to_job(row: Mapping[str, Any]) -> RepairJob:
         preapproved_budget_cents=row["preapproved_budget_cents"],
         outcome=Outcome(row["outcome"]) if row["outcome"] else None,
         has_passcode=bool(row["has_passcode"]),
+        pickup_slot=row["pickup_slot"],
+        collected_at=row["collected_at"],
+        paid_cents=row["paid_cents"],
         version=row["version"],
     )
 

@@ -102,6 +102,10 @@ class OutboxRepository:
     async def done(self, entry_id: int, now: datetime) -> None:
         await self._conn.execute(update(outbox_t).where(outbox_t.c.id == entry_id).values(done_at=now, last_error=None))
 
+    async def replace_payload(self, entry_id: int, payload: Mapping[str, Any]) -> None:
+        """Rewrite an entry's payload (a sent message's sealed secrets are dropped)."""
+        await self._conn.execute(update(outbox_t).where(outbox_t.c.id == entry_id).values(payload=dict(payload)))
+
     async def retry_later(self, entry_id: int, not_before: datetime, error: str) -> None:
         """Back to pending, not before `not_before` (quiet hours, a channel's backoff)."""
         await self._conn.execute(

@@ -60,6 +60,9 @@ class BranchRow(SQLModel, table=True):
     name: str = Field(max_length=120)
     timezone: str = Field(max_length=64)
     hours: dict[str, Any] = _json()
+    # None: the settings' default (ATELIER_EXPRESS_CAPACITY_PER_DAY, ATELIER_STORAGE_*).
+    express_capacity: int | None = None  # express intakes a day
+    storage_slots: list[str] | None = _json(nullable=True)  # shelf/bin names, in the order they are filled
     created_at: datetime = _utc()
 
 
@@ -85,6 +88,7 @@ class CustomerRow(SQLModel, table=True):
     sms_consent: bool = False
     language: str = Field(default="fr", max_length=5, sa_column_kwargs={"server_default": "fr"})  # of our messages
     created_at: datetime = _utc()
+    erased_at: datetime | None = _utc(nullable=True)  # anonymised (on request, or by the retention task)
 
 
 class RepairJobRow(SQLModel, table=True):
@@ -95,6 +99,16 @@ class RepairJobRow(SQLModel, table=True):
         Index("ix_repair_job_branch_stage", "branch_id", "stage"),
         # Workers sweep open jobs by due date across branches.
         Index("ix_repair_job_stage_due", "stage", "due_at"),
+        # One device per shelf/bin: a slot is held from ready_for_pickup until collection.
+        Index(
+            "uq_repair_job_branch_slot",
+            "branch_id",
+            "pickup_slot",
+            unique=True,
+            sqlite_where=text("pickup_slot IS NOT NULL"),
+            postgresql_where=text("pickup_slot IS NOT NULL"),
+        ),
+        Index("uq_repair_job_tracking_hash", "tracking_hash", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,6 +135,17 @@ class RepairJobRow(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=20)
     work_started_at: datetime | None = _utc(nullable=True)  # first entered repairing: no cancelling after
     passcode_ciphertext: str | None = Field(default=None, sa_type=Text)
+    # The customer's link: looked up by its SHA-256, kept encrypted to be shown to staff and put in messages.
+    tracking_hash: str | None = Field(default=None, max_length=64)
+    tracking_ciphertext: str | None = Field(default=None, sa_type=Text)
+    tracking_issued_at: datetime | None = _utc(nullable=True)
+    # Pickup: only a salted, keyed hash of the code; wrong codes counted apart from the job's version.
+    pickup_code_hash: str | None = Field(default=None, max_length=200)
+    pickup_slot: str | None = Field(default=None, max_length=20)
+    pickup_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    pickup_locked_until: datetime | None = _utc(nullable=True)
+    collected_at: datetime | None = _utc(nullable=True)
+    paid_cents: int | None = Field(default=None, sa_type=BigInteger)
     version: int = 1
     created_at: datetime = _utc()
     updated_at: datetime = _utc()

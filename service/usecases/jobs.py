@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.errors import InvalidValue, NotPermitted, RuleConflict, VersionConflict
+from domain.express import record_override
 from domain.model import (
     Actor,
     Assignee,
@@ -29,7 +30,9 @@ from domain.sla import SlaPolicy
 from domain.stages import Role, Stage
 from service.persistence.jobs import JobFilter, Page
 from service.secrets import PasscodeCipher
+from service.settings import Settings
 from service.uow import UnitOfWork
+from service.usecases import express, pickup, tracking
 from service.usecases.notifications import notify
 
 _INTAKE_ROLES = (Role.FRONT_DESK, Role.MANAGER)
@@ -46,14 +49,26 @@ class IntakeCommand:
     preapproved_budget_cents: int | None = None
     passcode: str | None = None
     branch_code: str | None = None  # only for a chain-wide manager, who has no branch of their own
+    express_override_reason: str | None = None  # a manager taking express beyond the day's capacity
 
 
 async def intake(
-    uow: UnitOfWork, actor: Actor, cmd: IntakeCommand, *, now: datetime, sla: SlaPolicy, cipher: PasscodeCipher
+    uow: UnitOfWork,
+    actor: Actor,
+    cmd: IntakeCommand,
+    *,
+    now: datetime,
+    sla: SlaPolicy,
+    cipher: PasscodeCipher,
+    express_capacity: int,
 ) -> RepairJob:
+    """`express_capacity`: the chain's default express intakes a day (a branch may set its own)."""
     if actor.role not in _INTAKE_ROLES:
         raise NotPermitted("only the front desk or a manager takes devices in")
     branch = await _intake_branch(uow, actor, cmd.branch_code)
+    override = await express.admit_intake(
+        uow, actor, branch, cmd.tier, cmd.express_override_reason, now=now, default_capacity=express_capacity
+    )
     customer_id = await uow.customers.add(cmd.customer, now)
     job = RepairJob(
         id=None,
@@ -78,8 +93,11 @@ async def intake(
         has_passcode=bool(cmd.passcode),
     )
     job.record_intake(actor)
+    if override:
+        record_override(job, override)
     ciphertext = cipher.encrypt(cmd.passcode) if cmd.passcode else None
     job = await uow.jobs.add(job, customer_id, ciphertext)
+    await tracking.issue(uow, job, actor, now=now, cipher=cipher)  # the job_received message carries the link
     await notify(uow, job.id or 0, Template.JOB_RECEIVED, now=now)
     return job
 
@@ -140,6 +158,8 @@ async def move(
     to: Stage,
     *,
     now: datetime,
+    settings: Settings,
+    cipher: PasscodeCipher,
     note: str | None = None,
     outcome: Outcome | None = None,
 ) -> RepairJob:
@@ -150,7 +170,11 @@ async def move(
         job.transition(actor, to, now, note, outcome)
 
     job = await _change(uow, actor, ref, expected_version, mutate)
-    if not held[0]:  # back from hold, the customer was told already
+    if held[0]:  # back from hold: the customer was told already, the slot and code still stand
+        return job
+    if job.stage is Stage.READY_FOR_PICKUP:
+        await pickup.prepare(uow, job, now=now, settings=settings, cipher=cipher)  # its message says the code
+    else:
         await _notify_stage(uow, job, now)
     return job
 
@@ -160,9 +184,6 @@ async def _notify_stage(uow: UnitOfWork, job: RepairJob, now: datetime) -> None:
     assert job.id is not None
     if job.stage is Stage.AWAITING_APPROVAL:
         await notify(uow, job.id, Template.ESTIMATE_READY, {"total_cents": job.estimate_total_cents}, now=now)
-    elif job.stage is Stage.READY_FOR_PICKUP:
-        outcome = job.outcome.value if job.outcome else None
-        await notify(uow, job.id, Template.READY_FOR_PICKUP, {"outcome": outcome}, now=now)
 
 
 async def set_estimate(

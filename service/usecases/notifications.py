@@ -15,6 +15,10 @@ write transaction would stop the whole shop meanwhile). Instead the handler work
 2. send, outside any transaction;
 3. record: with the entry locked again, the results are saved with their JobEvents and the entry is
    marked done (or due again when a channel waits), in one transaction.
+Secrets a message carries (the pickup code, the customer's tracking link) are never stored in clear:
+the caller seals the code into the entry (encrypted with the data keys), the link is read encrypted
+from the job; both are opened only to render what is sent. The stored copy of the message shows them
+masked, and the sealed code is dropped from the entry once every channel is settled.
 A redelivered entry that is done sends nothing, and a channel already sent is never sent again. A crash
 between the send and the record leaves the lease to expire and the message is tried again
 (at-least-once): the SMS gateway is given an idempotency key against that.
@@ -22,8 +26,9 @@ between the send and the record leaves the lease to expire and the message is tr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +48,7 @@ from domain.stages import Role
 from integrations.notify.base import SendError
 from service.persistence.notifications import NotificationRecord, NotificationRepository
 from service.persistence.outbox import OutboxEntry
+from service.secrets import PasscodeCipher
 from service.services import Services
 from service.uow import UnitOfWork
 from service.usecases.outbox import handler
@@ -55,6 +61,18 @@ FIRST_RETRY = timedelta(minutes=2)  # doubles at each retryable failure
 FINAL = frozenset({"sent", "failed", "skipped"})
 LEASE = timedelta(minutes=2)  # a channel claimed but never recorded (the worker died) is tried again after it
 SYSTEM = Actor(0, "notifications", Role.MANAGER, None)  # reads any branch's job; acts as nobody in history
+SEALED = "sealed"  # the payload key of a message's encrypted secrets
+MASK = "********"  # what the stored copy of a message shows for a secret
+TRACKING_PATH = "/track/"
+
+
+def seal(cipher: PasscodeCipher, secrets: Mapping[str, str]) -> str:
+    """A message's secrets (a pickup code), encrypted for its outbox entry."""
+    return cipher.encrypt(json.dumps(dict(secrets)))
+
+
+def tracking_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}{TRACKING_PATH}{token}"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -64,10 +82,19 @@ def backoff(attempts: int) -> timedelta:
 
 
 async def notify(
-    uow: UnitOfWork, job_id: int, template: Template | str, data: Mapping[str, Any] | None = None, *, now: datetime
+    uow: UnitOfWork,
+    job_id: int,
+    template: Template | str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    now: datetime,
+    sealed: str | None = None,
 ) -> int:
-    """Ask for a message to the job's customer, in the caller's transaction; returns the outbox id."""
-    payload = {"template": Template(template).value, "data": dict(data or {})}
+    """Ask for a message to the job's customer, in the caller's transaction; returns the outbox id.
+    `sealed`: the message's secrets, from `seal`."""
+    payload: dict[str, Any] = {"template": Template(template).value, "data": dict(data or {})}
+    if sealed is not None:
+        payload[SEALED] = sealed
     return await uow.outbox.add(KIND, payload, now=now, job_id=job_id)
 
 
@@ -105,15 +132,17 @@ async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed |
         branch = await uow.branches.by_id(job.branch_id)
         assert branch is not None
         template = Template(current.payload["template"])
-        facts = Facts(
+        secrets = await _secrets(services, uow, current)
+        stored = Facts(
             ref=job.ref,
             customer_name=job.customer.name,
             device=f"{job.device.brand} {job.device.model}",
             branch_name=branch.name,
             hours=branch.hours,
             tz=branch.calendar.tz,
-            data=current.payload.get("data") or {},
+            data={**(current.payload.get("data") or {}), **{key: MASK for key in secrets}},
         )
+        facts = replace(stored, data={**stored.data, **secrets})
         notifications = NotificationRepository(uow.connection)
         records = await notifications.for_outbox(current.id)
         to_send: list[tuple[ChannelName, NotificationRecord]] = []
@@ -121,14 +150,27 @@ async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed |
             record = records.get(channel.value)
             if record is not None and (record.status in FINAL or record.scheduled_for > now):
                 continue  # settled, or not due yet (a retry later, quiet hours, another worker's lease)
-            record = _prepare(services, current, job, channel, template, facts, record, now)
+            record = _prepare(services, current, job, channel, template, stored, record, now)
             if record.status == "sending":
                 to_send.append((channel, record))
             await notifications.save(record)
         if not to_send:
-            await _settle(uow, current.id, current.job_id, await notifications.for_outbox(current.id), [], now)
+            await _settle(uow, current, await notifications.for_outbox(current.id), [], now)
             return None
     return _Claimed(job, template, facts, to_send)
+
+
+async def _secrets(services: Services, uow: UnitOfWork, entry: OutboxEntry) -> dict[str, str]:
+    """What the message says that must not be stored in clear: its sealed secrets and the job's link."""
+    secrets: dict[str, str] = {}
+    sealed = entry.payload.get(SEALED)
+    if sealed:
+        secrets.update(json.loads(services.cipher.decrypt(str(sealed))))
+    assert entry.job_id is not None
+    token = await uow.jobs.tracking_ciphertext(entry.job_id)
+    if token is not None:
+        secrets["tracking_url"] = tracking_url(services.settings.public_base_url, services.cipher.decrypt(token))
+    return secrets
 
 
 async def _record(services: Services, entry_id: int, results: list[NotificationRecord], now: datetime) -> None:
@@ -140,25 +182,28 @@ async def _record(services: Services, entry_id: int, results: list[NotificationR
         for record in results:
             await notifications.save(record)
         events = [_event(r, now) for r in results if r.status in ("sent", "failed")]
-        await _settle(uow, current.id, current.job_id, await notifications.for_outbox(current.id), events, now)
+        await _settle(uow, current, await notifications.for_outbox(current.id), events, now)
 
 
 async def _settle(
     uow: UnitOfWork,
-    entry_id: int,
-    job_id: int,
+    entry: OutboxEntry,
     records: Mapping[str, NotificationRecord],
     events: list[JobEvent],
     now: datetime,
 ) -> None:
-    """Done when every channel is settled; otherwise due again when the first waiting one is."""
+    """Done when every channel is settled (its sealed secrets then dropped); otherwise due again when the
+    first waiting one is."""
+    assert entry.job_id is not None
     waiting = [r for r in records.values() if r.status not in FINAL]
     if waiting:
         reason = "; ".join(f"{r.channel} {r.status}: {r.error}" for r in waiting)
-        await uow.outbox.retry_later(entry_id, min(r.scheduled_for for r in waiting), reason)
+        await uow.outbox.retry_later(entry.id, min(r.scheduled_for for r in waiting), reason)
     else:
-        await uow.outbox.done(entry_id, now)
-    await uow.jobs.add_events(job_id, events)
+        await uow.outbox.done(entry.id, now)
+        if SEALED in entry.payload:
+            await uow.outbox.replace_payload(entry.id, {k: v for k, v in entry.payload.items() if k != SEALED})
+    await uow.jobs.add_events(entry.job_id, events)
 
 
 def _prepare(

@@ -1,9 +1,10 @@
-"""Key rotation for data encrypted at rest: customers' passcodes and suppliers' secrets."""
+"""Key rotation for data encrypted at rest: customers' passcodes and tracking links, suppliers' secrets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.persistence.tracking import TrackingRepository
 from service.secrets import PasscodeCipher
 from service.uow import UnitOfWork
 
@@ -12,6 +13,7 @@ from service.uow import UnitOfWork
 class Rotated:
     passcodes: int
     suppliers: int
+    tracking_links: int = 0
 
 
 async def rotate_data_keys(uow: UnitOfWork, cipher: PasscodeCipher) -> Rotated:
@@ -27,4 +29,9 @@ async def rotate_data_keys(uow: UnitOfWork, cipher: PasscodeCipher) -> Rotated:
             cipher.rotate(credentials) if credentials else None,
             cipher.rotate(webhook_secrets) if webhook_secrets else None,
         )
-    return Rotated(len(stored), len(secrets))
+    # The links' tokens too (their hashes, hence the links themselves, do not change).
+    links = TrackingRepository(uow.connection)
+    tokens = await links.stored_ciphertexts()
+    for job_id, ciphertext in tokens:
+        await links.replace_ciphertext(job_id, cipher.rotate(ciphertext))
+    return Rotated(len(stored), len(secrets), len(tokens))

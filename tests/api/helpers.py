@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from stdnum import luhn
 
+from domain.model import parse_ref
+from service.persistence.db import create_engine
+from service.persistence.tables import outbox_t
+from service.usecases.notifications import SEALED
 from tests.conftest import Api
 
 JOBS = "/api/v1/jobs"
@@ -106,9 +112,34 @@ async def advance_to(api: Api, job: dict[str, Any], stage: str) -> dict[str, Any
             job = await estimate(api, "tech.valence", job, 8900)
         if to == "repairing":
             job = await approve(api, "desk.valence", job)
-        job = await move(api, user, job, to)
+        job = await collect(api, user, job) if to == "collected" else await move(api, user, job, to)
     assert job["stage"] == stage, job
     return job
+
+
+async def pickup_code(api: Api, ref: str) -> str:
+    """The pickup code the customer was sent, as the message says it: read from the job's latest
+    ready-for-pickup outbox entry, whose sealed secrets the app's data keys open."""
+    state = api.client.app.state
+    engine = create_engine(state.settings)
+    try:
+        async with engine.connect() as conn:
+            query = select(outbox_t.c.payload).where(outbox_t.c.job_id == parse_ref(ref)).order_by(outbox_t.c.id.desc())
+            payloads = [row[0] for row in await conn.execute(query)]
+    finally:
+        await engine.dispose()
+    sealed = next(p[SEALED] for p in payloads if p.get("template") == "ready_for_pickup" and SEALED in p)
+    code: str = json.loads(state.cipher.decrypt(sealed))["pickup_code"]
+    return code
+
+
+async def collect(api: Api, user: str, job: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Hand the device over at the counter with the code the customer was sent."""
+    body = {"code": await pickup_code(api, job["ref"]), **extra}
+    response = await api.client.post(f"{JOBS}/{job['ref']}/pickup", json=body, headers=await api.login(user))
+    assert response.status_code == 200, response.text
+    collected: dict[str, Any] = response.json()
+    return collected
 
 
 async def get_job(api: Api, user: str, ref: str) -> dict[str, Any]:

@@ -33,6 +33,8 @@ PATH_VALUES = {
     "{supplier_sku:str}": "ACME-1",
     "{order_id:int}": "1",
     "{alert_id:int}": "1",
+    "{code:str}": "valence",
+    "{customer_id:int}": "1",
 }
 SUPPLIER = {"name": "Acme", "adapter": "rest_json", "base_url": "https://93.184.215.14/", "api_key": "k-123"}
 
@@ -48,6 +50,10 @@ PROTECTED: list[tuple[str, str, dict[str, object] | None]] = [
     ("POST", f"{JOBS}/{REF}/approval", {"approved": True}),
     ("POST", f"{JOBS}/{REF}/assignment", {"technician": "tech.valence"}),
     ("POST", f"{JOBS}/{REF}/notes", {"note": "hello"}),
+    # The customer's own routes (/track/{token}) are outside /api/v1: the token in the path is the credential.
+    ("GET", f"{JOBS}/{REF}/tracking", None),
+    ("POST", f"{JOBS}/{REF}/tracking", None),
+    ("DELETE", f"{JOBS}/{REF}/tracking", None),
     ("GET", f"{JOBS}/{REF}/parts", None),
     ("POST", f"{JOBS}/{REF}/parts", {"sku": SKU, "quantity": 1}),
     ("PATCH", f"{JOBS}/{REF}/parts/1", {"status": "cancelled"}),
@@ -71,6 +77,13 @@ PROTECTED: list[tuple[str, str, dict[str, object] | None]] = [
     ("POST", f"{ORDERS}/1/cancel", {"reason": "no longer needed"}),
     ("GET", "/api/v1/alerts", None),
     ("POST", "/api/v1/alerts/1/acknowledge", None),
+    ("GET", "/api/v1/branches/valence", None),
+    ("PATCH", "/api/v1/branches/valence", {"express_capacity": 1}),
+    ("GET", "/api/v1/express/capacity", None),
+    ("GET", "/api/v1/queue", None),
+    ("POST", "/api/v1/customers/1/erasure", None),
+    ("POST", f"{JOBS}/{REF}/pickup", {"code": "ABCD-EFGH"}),
+    ("GET", "/api/v1/pickup/lookup", None),
 ]
 
 

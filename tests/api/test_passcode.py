@@ -11,7 +11,17 @@ from sqlalchemy import select
 from service.persistence.db import create_engine
 from service.persistence.tables import job_t
 from service.settings import Settings
-from tests.api.helpers import JOBS, advance_to, assert_problem, create_job, events, get_job, intake_body, move
+from tests.api.helpers import (
+    JOBS,
+    advance_to,
+    assert_problem,
+    collect,
+    create_job,
+    events,
+    get_job,
+    intake_body,
+    move,
+)
 from tests.conftest import Api
 
 PASSCODE = "482916"
@@ -108,7 +118,7 @@ async def test_passcode_is_erased_when_the_job_is_collected(api: Api, settings: 
     job = await advance_to(api, job, "ready_for_pickup")
     assert job["has_passcode"] is True
     assert (await _reveal(api, "manager.valence", job["ref"])).status_code == 200
-    job = await move(api, "desk.valence", job, "collected")
+    job = await collect(api, "desk.valence", job)
     assert job["has_passcode"] is False
     assert (await get_job(api, "manager.valence", job["ref"]))["has_passcode"] is False
     assert_problem(await _reveal(api, "manager.valence", job["ref"]), 409)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,12 +13,14 @@ from tests.api.helpers import (
     advance_to,
     approve,
     assert_problem,
+    collect,
     create_job,
     estimate,
     events,
     get_job,
     move,
     part,
+    pickup_code,
     send,
 )
 from tests.conftest import Api, FakeClock
@@ -49,9 +52,11 @@ async def test_full_path_from_intake_to_collection(api: Api, clock: FakeClock) -
         ("POST", "/transitions", "tech.valence", {"to": "repairing"}),
         ("POST", "/transitions", "tech.valence", {"to": "quality_check"}),
         ("POST", "/transitions", "tech.valence", {"to": "ready_for_pickup"}),
-        ("POST", "/transitions", "desk.valence", {"to": "collected"}),
+        ("POST", "/pickup", "desk.valence", {"paid_cents": 11400}),  # the code comes with the message
     ]
     for method, path, user, body in steps:
+        if path == "/pickup":
+            body = {"code": await pickup_code(api, job["ref"]), **body}
         clock.advance(minutes=10)
         response = await send(api, user, job, method, path, body)
         assert response.status_code == 200, (path, body, response.text)
@@ -60,6 +65,8 @@ async def test_full_path_from_intake_to_collection(api: Api, clock: FakeClock) -
         assert response.headers["etag"] == f'"v{changed["version"]}"'
         if path == "/transitions":
             assert changed["stage"] == body["to"]
+        elif path == "/pickup":
+            assert changed["stage"] == "collected"
         else:
             assert changed["stage"] == job["stage"]
         job = changed
@@ -73,6 +80,8 @@ async def test_full_path_from_intake_to_collection(api: Api, clock: FakeClock) -
     assert job["approval"]["approved"] is True
     assert job["approval"]["by"] == "desk.valence"
     assert job["allowed_transitions"] == []
+    assert (job["paid_cents"], job["pickup_slot"]) == (11400, None)
+    assert datetime.fromisoformat(job["collected_at"]) == clock.now
 
     fetched = await api.client.get(f"{JOBS}/{job['ref']}", headers=await api.login("desk.valence"))
     assert fetched.headers["etag"] == '"v9"'
@@ -155,10 +164,16 @@ async def test_role_not_allowed_is_403(api: Api, user: str, to: str) -> None:
     await _refused(api, user, job, to, 403)
 
 
-async def test_collection_is_for_the_front_desk_or_a_manager(api: Api) -> None:
+async def test_collection_is_a_hand_over_for_the_front_desk_or_a_manager(api: Api) -> None:
     job = await advance_to(api, await create_job(api), "ready_for_pickup")
+    assert "collected" not in job["allowed_transitions"]
     await _refused(api, "tech.valence", job, "collected", 403)
-    job = await move(api, "manager.valence", job, "collected")
+    problem = await _refused(api, "desk.valence", job, "collected", 409)  # not a move: the hand-over, with the code
+    assert f"/api/v1/jobs/{job['ref']}/pickup" in problem["detail"]
+    code = await pickup_code(api, job["ref"])
+    assert_problem(await send(api, "tech.valence", job, "POST", "/pickup", {"code": code}), 403)
+    assert (await get_job(api, "manager", job["ref"]))["stage"] == "ready_for_pickup"
+    job = await collect(api, "manager.valence", job)
     assert job["stage"] == "collected"
 
 
@@ -272,7 +287,7 @@ async def test_declined_estimate_goes_to_pickup_as_declined(api: Api) -> None:
     job = await move(api, "desk.valence", job, "ready_for_pickup")
     assert job["stage"] == "ready_for_pickup"
     assert job["outcome"] == "declined"
-    job = await move(api, "desk.valence", job, "collected")
+    job = await collect(api, "desk.valence", job)
     assert (job["stage"], job["outcome"]) == ("collected", "declined")
 
 

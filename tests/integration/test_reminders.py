@@ -10,7 +10,7 @@ from sqlalchemy import select
 from service.persistence.tables import alert_t, outbox_t
 from service.services import Services
 from service.usecases.reminders import remind_uncollected
-from tests.api.helpers import JOBS, advance_to, create_job, move
+from tests.api.helpers import JOBS, advance_to, collect, create_job
 from tests.conftest import Api, FakeClock
 
 
@@ -61,7 +61,7 @@ async def test_reminders_come_after_3_10_and_30_days_each_once_then_the_managers
 
 async def test_a_collected_device_gets_no_reminder(api: Api, services: Services, clock: FakeClock) -> None:
     job = await _ready(api)
-    await move(api, "desk.valence", job, "collected")
+    await collect(api, "desk.valence", job)
     clock.advance(days=40)
     assert await remind_uncollected(services, now=clock.now) == 0
     assert await _reminders(services) == []

@@ -10,6 +10,7 @@ from domain.model import (
     Device,
     EstimateLine,
     FaultCategory,
+    HandOver,
     LineKind,
     RepairJob,
     Tier,
@@ -81,7 +82,10 @@ def drive_to(job: RepairJob, stage: Stage) -> RepairJob:
             job.set_estimate(TECH, estimate(12000), NOW, None)
         if job.stage is Stage.AWAITING_APPROVAL:
             job.record_approval(DESK, True, NOW, None)
-        actor = DESK if to in (Stage.COLLECTED, Stage.CANCELLED) else TECH
+        if to is Stage.COLLECTED:  # not a move: the hand-over, the customer's pickup code checked
+            job.hand_over(DESK, HandOver(code_checked=True), NOW)
+            continue
+        actor = DESK if to is Stage.CANCELLED else TECH
         job.transition(actor, to, NOW)
     assert job.stage is stage
     return job

@@ -13,6 +13,7 @@ from domain.model import (
     Device,
     EstimateLine,
     EventKind,
+    HandOver,
     JobEvent,
     LineKind,
     Outcome,
@@ -93,8 +94,9 @@ def test_happy_path_from_intake_to_collection() -> None:
     assert event.data["outcome"] == "repaired"
     assert job.has_passcode
 
-    event = changes_once(job, lambda: job.transition(DESK, Stage.COLLECTED, LATER))
+    event = changes_once(job, lambda: job.hand_over(DESK, HandOver(code_checked=True, paid_cents=11400), LATER))
     assert_stage_event(event, Stage.READY_FOR_PICKUP, Stage.COLLECTED, DESK.username)
+    assert (job.collected_at, job.paid_cents) == (LATER, 11400)
     assert job.has_passcode is False
     assert event.data["passcode_erased"] is True
     assert not job.is_open

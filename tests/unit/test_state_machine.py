@@ -11,13 +11,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.errors import DomainError, IllegalTransition, NotPermitted, RuleConflict
+from domain.errors import DomainError, IllegalTransition, InvalidValue, NotPermitted, RuleConflict
 from domain.model import (
     Actor,
     Approval,
     Assignee,
     EstimateLine,
     EventKind,
+    HandOver,
     LineKind,
     Outcome,
     RepairJob,
@@ -50,8 +51,7 @@ HAPPY_PATH = {
     Stage.AWAITING_PARTS: Stage.REPAIRING,
     Stage.REPAIRING: Stage.QUALITY_CHECK,
     Stage.QUALITY_CHECK: Stage.READY_FOR_PICKUP,
-    Stage.READY_FOR_PICKUP: Stage.COLLECTED,
-}
+}  # from ready_for_pickup: the hand-over
 
 actors = st.sampled_from(ACTORS)
 outcomes = st.none() | st.sampled_from(Outcome)
@@ -78,6 +78,9 @@ class Snapshot:
     outcome: Outcome | None
     technician: Assignee | None
     has_passcode: bool
+    pickup_slot: str | None
+    collected_at: datetime | None
+    paid_cents: int | None
 
     @classmethod
     def of(cls, job: RepairJob) -> Snapshot:
@@ -91,6 +94,9 @@ class Snapshot:
             job.outcome,
             job.technician,
             job.has_passcode,
+            job.pickup_slot,
+            job.collected_at,
+            job.paid_cents,
         )
 
 
@@ -102,7 +108,7 @@ class RepairJobMachine(RuleBasedStateMachine):
         has_passcode=st.booleans(),
     )
     def start(self, budget: int | None, has_passcode: bool) -> None:
-        self.job = make_job(preapproved_budget_cents=budget, has_passcode=has_passcode)
+        self.job = make_job(id=1, preapproved_budget_cents=budget, has_passcode=has_passcode)
         self.job.record_intake(ACTORS[0])
         self.clock = NOW
         self.terminal: Stage | None = None
@@ -143,6 +149,9 @@ class RepairJobMachine(RuleBasedStateMachine):
     @rule(actor=actors, outcome=outcomes)
     def advance(self, actor: Actor, outcome: Outcome | None) -> None:
         """The next move of an ordinary repair (or the way back from a hold), so that walks get deep."""
+        if self.job.stage is Stage.READY_FOR_PICKUP:
+            self.hand_over(actor, True, None, None)
+            return
         to = self.job.held_from or HAPPY_PATH.get(self.job.stage, Stage.RECEIVED)
         self.transition(actor, to, outcome)
 
@@ -155,6 +164,10 @@ class RepairJobMachine(RuleBasedStateMachine):
             return
         if actor.role not in roles_for(frm, to):
             assert isinstance(error, NotPermitted)
+            return
+        if to is Stage.COLLECTED:  # never a move: only the hand-over collects
+            assert isinstance(error, IllegalTransition)
+            assert to.value not in error.allowed
             return
         if error is not None:
             assert isinstance(error, IllegalTransition)
@@ -192,6 +205,40 @@ class RepairJobMachine(RuleBasedStateMachine):
         if to in TERMINAL:
             self.terminal = to
         event_(f"entered {to}")
+
+    @rule(
+        actor=actors,
+        code_checked=st.booleans(),
+        reason=st.none() | st.sampled_from(["", "  ", "customer lost the message"]),
+        paid=st.none() | st.integers(0, 20000),
+    )
+    def hand_over(self, actor: Actor, code_checked: bool, reason: str | None, paid: int | None) -> None:
+        now = self.tick()
+        hand = HandOver(code_checked, paid, False, reason)
+        before, error = self.attempt(lambda: self.job.hand_over(actor, hand, now))
+        if before.stage is not Stage.READY_FOR_PICKUP:
+            assert isinstance(error, IllegalTransition)
+            return
+        if actor.role not in roles_for(Stage.READY_FOR_PICKUP, Stage.COLLECTED):
+            assert isinstance(error, NotPermitted)
+            return
+        if not code_checked and actor.role is not Role.MANAGER:
+            assert isinstance(error, NotPermitted)
+            return
+        if not code_checked and not (reason or "").strip():
+            assert isinstance(error, InvalidValue) and error.field == "reason"
+            return
+        assert error is None
+        event = self.job.pending_events[-1]
+        assert (event.kind, event.from_stage, event.to_stage) == (
+            EventKind.STAGE_CHANGED,
+            Stage.READY_FOR_PICKUP,
+            Stage.COLLECTED,
+        )
+        assert (event.data["handed_over_by"], event.data["with_code"]) == (actor.username, code_checked)
+        assert (self.job.collected_at, self.job.paid_cents, self.job.pickup_slot) == (now, paid, None)
+        self.terminal = Stage.COLLECTED
+        event_("handed over")
 
     @rule(actor=actors, new_lines=lines)
     def set_estimate(self, actor: Actor, new_lines: list[EstimateLine]) -> None:
