@@ -175,6 +175,9 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_
         raise click.ClickException(str(exc)) from exc
     _prepare_database(settings)
     address, listen_port = host or settings.host, port or settings.port
+    # Customers' links point at this server unless the operator says where customers reach it.
+    shown = "127.0.0.1" if address in ("0.0.0.0", "::") else address  # noqa: S104 (compared, not bound)
+    os.environ.setdefault("ATELIER_PUBLIC_BASE_URL", f"http://{shown}:{listen_port}")
     if demo:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         tenants = _seed_demo(settings, sandbox_url, webhook_secret)
