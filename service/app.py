@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -15,6 +16,9 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from domain.model import Actor
 from service.api.alerts import AlertController
@@ -36,7 +40,11 @@ from service.secrets import required_secrets
 from service.services import Clock, build_services, utc_now
 from service.settings import Settings
 from service.uow import Database
+from service.web.pages import PAGE_DEPENDENCIES, SignInPages, StaffPages, root
+from service.web.session import csrf_config, session_config
 from workers.background import background_work
+
+WEB = Path(__file__).parent / "web"  # templates and static files of the staff pages
 
 
 def _request_id_outermost(app_config: AppConfig) -> AppConfig:
@@ -96,12 +104,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             PickupController,
             TrackingController,
             JobTrackingController,
+            root,
+            SignInPages,
+            StaffPages,
+            create_static_files_router(path="/static", directories=[WEB / "static"]),
         ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "ctx": Provide(provide_ctx, sync_to_thread=False),
+            **{name: Provide(provider, sync_to_thread=False) for name, provider in PAGE_DEPENDENCIES.items()},
         },
+        middleware=[session_config(settings).middleware],
+        csrf_config=csrf_config(settings),
+        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         # Auth inserts its middleware first; the request id goes in front of it afterwards, so that
         # rejected requests are logged and answered with their id too.
         on_app_init=[jwt_auth.on_app_init, _request_id_outermost],

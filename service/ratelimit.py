@@ -20,7 +20,9 @@ MAX_KEYS = 100_000  # buckets kept per limit; the idle ones are dropped past it 
 
 @dataclass
 class Limit:
-    """`per_minute` requests a minute per key, with bursts of up to `burst` (default half a minute's)."""
+    """`per_minute` requests a minute per key. The bucket holds a minute's allowance (default `burst`): the
+    first `per_minute` requests pass at once, the next one waits for the refill. Counters and desks share
+    one IP behind a shop's router, so a tighter burst would refuse staff at a busy counter."""
 
     name: str
     per_minute: int
@@ -29,7 +31,7 @@ class Limit:
 
     @property
     def rules(self) -> TokenBucket:
-        return TokenBucket.for_limit(self.per_minute, self.burst or max(1, self.per_minute // 2))
+        return TokenBucket.for_limit(self.per_minute, self.burst or self.per_minute)
 
     def take(self, key: str, now: float) -> float:
         """0 when a request for `key` may go (a token was taken), else the seconds until one is due."""

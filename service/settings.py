@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Customers whose last job closed this many months ago are anonymised by the retention task.
     customer_retention_months: int = Field(36, ge=1, le=1200)
 
+    # The staff pages: how often the board asks for fresh columns (seconds).
+    web_board_refresh_seconds: int = Field(10, ge=1, le=600)
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

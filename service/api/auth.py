@@ -24,7 +24,16 @@ from service.uow import Database
 from service.usecases import staff
 
 # Supplier webhooks authenticate by signature (Standard Webhooks), not by a staff token.
-PUBLIC_PATHS = ["^/health", "^/schema", "^/api/v1/auth/token$", "^/api/v1/webhooks/suppliers/"]
+# The web pages (`/app`) authenticate with their own cookie session (service/web/session.py).
+PUBLIC_PATHS = [
+    "^/health",
+    "^/schema",
+    "^/api/v1/auth/token$",
+    "^/api/v1/webhooks/suppliers/",
+    "^/app/",
+    "^/static/",
+    "^/$",
+]
 
 
 async def _actor_from_token(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> Actor | None:

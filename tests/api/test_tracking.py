@@ -391,7 +391,7 @@ def limited(settings: Settings, clock: FakeClock, clean_db: None) -> Callable[..
 
 
 async def test_made_up_tokens_count_against_the_ip(limited: Callable[..., Any]) -> None:
-    async with limited(ip=4, link=1000) as api:  # bursts of 2
+    async with limited(ip=2, link=1000) as api:  # bursts of 2
         job = await create_job(api)
         assert (await api.client.get("/track/" + "B" * 43)).status_code == 404
         assert (await api.client.get("/track/" + "C" * 43)).status_code == 404
@@ -403,7 +403,7 @@ async def test_made_up_tokens_count_against_the_ip(limited: Callable[..., Any]) 
 
 
 async def test_each_link_has_its_own_limit(limited: Callable[..., Any]) -> None:
-    async with limited(ip=1000, link=4) as api:  # bursts of 2 per link
+    async with limited(ip=1000, link=2) as api:  # bursts of 2 per link
         job = await _job_awaiting_approval(api)
         other = await create_job(api)
         assert (await api.client.get(_path(job))).status_code == 200
