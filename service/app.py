@@ -40,7 +40,12 @@ from service.secrets import required_secrets
 from service.services import Clock, build_services, utc_now
 from service.settings import Settings
 from service.uow import Database
+from service.web.bench import BenchPages
+from service.web.counter import CounterPages
+from service.web.job_page import JobPages
 from service.web.pages import PAGE_DEPENDENCIES, SignInPages, StaffPages, root
+from service.web.pickup_desk import PickupDeskPages
+from service.web.reports import LatePages, ManagerPages
 from service.web.session import csrf_config, session_config
 from workers.background import background_work
 
@@ -107,6 +112,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             root,
             SignInPages,
             StaffPages,
+            CounterPages,
+            PickupDeskPages,
+            JobPages,
+            BenchPages,
+            LatePages,
+            ManagerPages,
             create_static_files_router(path="/static", directories=[WEB / "static"]),
         ],
         lifespan=[lifespan],

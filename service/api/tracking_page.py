@@ -13,25 +13,53 @@ from domain.stages import Stage
 from domain.tracking import TrackingView, language_or_default, when_in_words
 
 _STYLE = """
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1a1a1a;background:#f6f6f4}
-main{max-width:40rem;margin:0 auto;padding:1rem 1.25rem 3rem}
-h1{font-size:1.5rem;margin:.5rem 0 0}h2{font-size:1.15rem;margin:0 0 .5rem}
-section{background:#fff;border:1px solid #ddd;border-radius:.5rem;padding:1rem;margin:1rem 0}
-.muted{color:#555}.lang{text-align:right;margin:0}
-.notice{border-left:4px solid #b3261e;background:#fdecea;padding:.75rem}
-.delay{border-left:4px solid #a15c00;background:#fff4e0;padding:.75rem}
-ol.steps{list-style:none;display:flex;flex-wrap:wrap;gap:.25rem;padding:0;margin:.75rem 0 0}
-ol.steps li{padding:.2rem .6rem;border-radius:1rem;border:1px solid #999;color:#555;font-size:.9rem}
-ol.steps li.done{border-color:#2e7d32;color:#1b5e20}
-ol.steps li[aria-current]{background:#1b5e20;border-color:#1b5e20;color:#fff;font-weight:600}
-table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:.35rem .25rem;border-bottom:1px solid #eee}
-td.n,th.n{text-align:right;white-space:nowrap}tfoot th,tfoot td{font-weight:700;border-bottom:0}
-label{display:block;margin:.75rem 0 .25rem}textarea{width:100%;box-sizing:border-box;font:inherit}
-.buttons{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:.75rem}
-button{font:inherit;padding:.6rem 1.1rem;border-radius:.4rem;border:2px solid #1b5e20;background:#1b5e20;color:#fff}
-button.secondary{background:#fff;color:#8c1d18;border-color:#8c1d18}
-button:focus-visible,a:focus-visible,textarea:focus-visible{outline:3px solid #0b57d0;outline-offset:2px}
+:root{--ink:#1a1a1a;--muted:#555;--line:#dcdcd6;--ok:#1b5e20;--warn:#8a4b00;--bad:#8c1d18;--focus:#0b57d0}
+*{box-sizing:border-box}
+body{margin:0;font:17px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:#f4f4f1}
+main{max-width:36rem;margin:0 auto;padding:.75rem 1rem 2.5rem}
+a{color:var(--focus)}
+.top{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin:0 0 .25rem;font-size:.95rem}
+.top a{display:inline-block;padding:.6rem 0;min-height:44px}
+h1{font-size:1.6rem;line-height:1.2;margin:.25rem 0}h2{font-size:1.05rem;margin:0 0 .5rem;color:var(--muted)}
+section{background:#fff;border:1px solid var(--line);border-radius:.75rem;padding:1rem;margin:.9rem 0}
+.muted{color:var(--muted)}.ref{margin:0;font-size:.95rem}
+.stage h2{font-size:1.35rem;color:var(--ink);margin:0 0 .25rem}
+.big{font-size:1.45rem;font-weight:700;line-height:1.3;margin:.1rem 0 .25rem}
+.notice{border-left:5px solid var(--bad);background:#fdecea;padding:.75rem;border-radius:.4rem}
+.delay{border-left:5px solid var(--warn);background:#fff4e0;padding:.75rem;border-radius:.4rem;margin:.75rem 0 0}
+ol.steps{list-style:none;padding:0;margin:1rem 0 0}
+ol.steps li{position:relative;padding:0 0 .9rem 2.25rem;color:var(--muted);min-height:1.75rem}
+ol.steps li:last-child{padding-bottom:0}
+ol.steps li::before{content:"";position:absolute;left:0;top:.05rem;width:1.3rem;height:1.3rem;border-radius:50%;
+border:2px solid #9a9a94;background:#fff}
+ol.steps li:not(:last-child)::after{content:"";position:absolute;left:.6rem;top:1.45rem;bottom:.1rem;width:2px;
+background:#cfcfc8}
+ol.steps li.done{color:var(--ink)}
+ol.steps li.done::before{background:var(--ok);border-color:var(--ok)}
+ol.steps li.done::after{background:var(--ok)}
+ol.steps li[aria-current]{color:var(--ok);font-weight:700;font-size:1.1rem}
+ol.steps li[aria-current]::before{border:6px solid var(--ok)}
+table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:.5rem .25rem;border-bottom:1px solid #eee}
+td.n,th.n{text-align:right;white-space:nowrap}tfoot th,tfoot td{font-weight:700;font-size:1.15rem;border-bottom:0}
+label{display:block;margin:1rem 0 .35rem;font-weight:600}
+textarea{width:100%;font:inherit;padding:.6rem;border:1px solid #8a8a84;border-radius:.5rem}
+.buttons{display:grid;gap:.75rem;margin-top:1rem}
+button{font:inherit;font-size:1.1rem;font-weight:700;min-height:3.25rem;width:100%;padding:.75rem 1rem;
+border-radius:.6rem;border:2px solid var(--ok);background:var(--ok);color:#fff;cursor:pointer}
+button.secondary{background:#fff;color:var(--bad);border-color:var(--bad)}
+button:focus-visible,a:focus-visible,textarea:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+.hours{font-size:1.1rem;font-weight:600;margin:.25rem 0 0}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+@media (min-width:40rem){
+main{padding-top:1.5rem}
+ol.steps{display:flex;gap:.25rem}
+ol.steps li{flex:1;padding:2rem 0 0;text-align:center;font-size:.9rem}
+ol.steps li::before{left:50%;margin-left:-.65rem}
+ol.steps li:not(:last-child)::after{left:calc(50% + .9rem);right:calc(-50% + .9rem);top:.6rem;bottom:auto;
+width:auto;height:2px}
+ol.steps li[aria-current]{font-size:.95rem}
+.buttons{grid-template-columns:1fr 1fr}
+}
 """
 # The page's only style, allowed by its hash: the Content-Security-Policy needs no 'unsafe-inline'.
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
@@ -61,6 +89,7 @@ _WORDS = {
         "expires": "Ce lien fonctionne jusqu'au {at}.",
         "private": "Ce lien est personnel : ne le partagez pas.",
         "back": "Revenir au suivi",
+        "done": "terminé",
     },
     "en": {
         "title": "Repair tracking",
@@ -83,6 +112,7 @@ _WORDS = {
         "expires": "This link works until {at}.",
         "private": "This link is personal: do not share it.",
         "back": "Back to tracking",
+        "done": "done",
     },
 }
 _SWITCH = {"fr": ("en", "English"), "en": ("fr", "Français")}  # the other language, in itself
@@ -112,9 +142,10 @@ def page(view: TrackingView, *, approval_path: str, notice: str | None = None) -
     tz = ZoneInfo(view.branch.timezone)
     other, other_name = _SWITCH[lang]
     body = [
-        f'<p class="lang"><a href="?lang={other}" hreflang="{other}" lang="{other}">{other_name}</a></p>',
+        f'<header class="top"><span class="muted">{escape(view.branch.name)}</span>'
+        f'<a href="?lang={other}" hreflang="{other}" lang="{other}">{other_name}</a></header>',
         f"<h1>{escape(view.device)}</h1>",
-        f'<p class="muted">{w["ref"]} {escape(view.ref)} · {escape(view.branch.name)}</p>',
+        f'<p class="muted ref">{w["ref"]} {escape(view.ref)}</p>',
     ]
     if notice:
         body.append(f'<p class="notice" role="alert">{escape(notice)}</p>')
@@ -126,7 +157,8 @@ def page(view: TrackingView, *, approval_path: str, notice: str | None = None) -
     colon = " :" if lang == "fr" else ":"  # French typography spaces it
     body.append(
         f'<section aria-labelledby="shop-h"><h2 id="shop-h">{w["shop"]}</h2>'
-        f"<p>{escape(view.branch.name)}</p><p>{w['hours']}{colon} {escape(view.branch.hours)}</p></section>"
+        f"<p>{escape(view.branch.name)}</p>"
+        f'<p class="hours">{w["hours"]}{colon} {escape(view.branch.hours)}</p></section>'
     )
     footer = [w["private"]]
     if view.link_expires_at is not None:
@@ -162,17 +194,19 @@ def _document(lang: str, title: str, body: str) -> str:
 
 def _stage(view: TrackingView, w: dict[str, str]) -> str:
     parts = [
-        f'<section aria-labelledby="stage-h"><h2 id="stage-h">{escape(view.stage_title)}</h2>',
+        f'<section class="stage" aria-labelledby="stage-h"><h2 id="stage-h">{escape(view.stage_title)}</h2>',
         f"<p>{escape(view.stage_text)}</p>",
     ]
     if view.step is not None:
         items = []
         for index, name in enumerate(view.steps):
             if index == view.step:
-                attributes = ' aria-current="step"'
+                attributes, state = ' aria-current="step"', ""
+            elif index < view.step:  # a screen reader hears what the green dot shows
+                attributes, state = ' class="done"', f'<span class="sr"> ({w["done"]})</span>'
             else:
-                attributes = ' class="done"' if index < view.step else ""
-            items.append(f"<li{attributes}>{escape(name)}</li>")
+                attributes, state = "", ""
+            items.append(f"<li{attributes}>{escape(name)}{state}</li>")
         parts.append(f'<ol class="steps" aria-label="{w["steps"]}">{"".join(items)}</ol>')
     parts.append("</section>")
     return "".join(parts)
@@ -181,7 +215,7 @@ def _stage(view: TrackingView, w: dict[str, str]) -> str:
 def _promise(view: TrackingView, w: dict[str, str]) -> str:
     parts = [
         f'<section aria-labelledby="date-h"><h2 id="date-h">{w["promised"]}</h2>',
-        f"<p>{escape(view.promised)}</p>",
+        f'<p class="big">{escape(view.promised)}</p>',
     ]
     if view.parts_delay:
         parts.append(f'<p class="delay">{escape(view.parts_delay)}</p>')

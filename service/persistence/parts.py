@@ -212,6 +212,10 @@ class LineRepository:
 
     async def records(self, supplier_id: int, since: datetime) -> list[LineRecord]:
         """What the scorecard reads: lines ordered from the supplier with a promise in the window."""
+        return (await self.records_by_supplier(since, supplier_id)).get(supplier_id, [])
+
+    async def records_by_supplier(self, since: datetime, supplier_id: int | None = None) -> dict[int, list[LineRecord]]:
+        """The scorecard's lines of one supplier, or of every supplier at once (one query), by supplier."""
         slipped = (
             select(revision_t.c.line_id)
             .where(
@@ -222,24 +226,26 @@ class LineRepository:
             .distinct()
             .subquery()
         )
+        supplier = line_t.c.supplier_id.is_not(None) if supplier_id is None else line_t.c.supplier_id == supplier_id
         query = (
             select(line_t, slipped.c.line_id.is_not(None).label("slipped"))
             .select_from(line_t.outerjoin(slipped, slipped.c.line_id == line_t.c.id))
-            .where(line_t.c.supplier_id == supplier_id, line_t.c.promised_at >= since)
+            .where(supplier, line_t.c.promised_at >= since)
         )
-        rows = (await self._conn.execute(query)).mappings().all()
-        return [
-            LineRecord(
-                quantity=row["quantity"],
-                received_quantity=row["received_quantity"],
-                promised_at=row["promised_at"],
-                received_at=row["received_at"],
-                eta=row["eta"],
-                slipped=bool(row["slipped"]),
-                cancelled_by_us=row["status"] == PartStatus.CANCELLED.value and not row["cancelled_by_supplier"],
+        found: dict[int, list[LineRecord]] = {}
+        for row in (await self._conn.execute(query)).mappings().all():
+            found.setdefault(row["supplier_id"], []).append(
+                LineRecord(
+                    quantity=row["quantity"],
+                    received_quantity=row["received_quantity"],
+                    promised_at=row["promised_at"],
+                    received_at=row["received_at"],
+                    eta=row["eta"],
+                    slipped=bool(row["slipped"]),
+                    cancelled_by_us=row["status"] == PartStatus.CANCELLED.value and not row["cancelled_by_supplier"],
+                )
             )
-            for row in rows
-        ]
+        return found
 
 
 class OrderRepository:
