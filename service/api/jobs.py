@@ -108,17 +108,7 @@ class JobController(Controller):
     ) -> Response[Any]:
         """Take a device in. Retries with the same Idempotency-Key replay the first answer."""
         actor, db, settings, cipher, clock = ctx.actor, ctx.db, ctx.settings, ctx.cipher, ctx.clock
-        cmd = jobs.IntakeCommand(
-            customer=data.customer.to_domain(),
-            device=data.device.to_domain(),
-            fault_category=data.fault.category,
-            fault_description=data.fault.description,
-            tier=data.tier,
-            preapproved_budget_cents=data.preapproved_budget_cents,
-            passcode=data.passcode,
-            branch_code=data.branch,
-            express_override_reason=data.express_override_reason,
-        )
+        cmd = data.to_command()
         now, capacity = clock(), settings.express_capacity_per_day
         if idempotency_key is None:
             async with db.transaction() as uow:

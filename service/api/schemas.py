@@ -32,6 +32,7 @@ from domain.model import (
     Tier,
 )
 from domain.stages import Role, Stage
+from service.usecases.jobs import IntakeCommand
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
@@ -144,6 +145,20 @@ class IntakeIn(Body):
     branch: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     # A manager taking an express job beyond the day's capacity says why (recorded with the intake).
     express_override_reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+    def to_command(self) -> IntakeCommand:
+        """The intake use case's command: the API and the counter page build it from the same body."""
+        return IntakeCommand(
+            customer=self.customer.to_domain(),
+            device=self.device.to_domain(),
+            fault_category=self.fault.category,
+            fault_description=self.fault.description,
+            tier=self.tier,
+            preapproved_budget_cents=self.preapproved_budget_cents,
+            passcode=self.passcode,
+            branch_code=self.branch,
+            express_override_reason=self.express_override_reason,
+        )
 
 
 class TransitionIn(Body):

@@ -110,7 +110,7 @@ def read_intake(form: Mapping[str, str], t: Words) -> IntakeForm:
         return IntakeForm(values, {**_placed(exc, t), **errors})
     if errors:
         return IntakeForm(values, errors)
-    return IntakeForm(values, command=_command(checked))
+    return IntakeForm(values, command=checked.to_command())
 
 
 def field_error(name: str, value: str, t: Words) -> str | None:
@@ -210,21 +210,6 @@ def _placed(exc: ValidationError, t: Words) -> dict[str, str]:
         kind = _KINDS.get(error["type"]) or _VALUE_ERRORS.get(place)
         errors.setdefault(place, t(kind) if kind else str(error["msg"]).removeprefix("Value error, "))
     return errors
-
-
-def _command(body: IntakeIn) -> IntakeCommand:
-    """As the API builds it from the same body."""
-    return IntakeCommand(
-        customer=body.customer.to_domain(),
-        device=body.device.to_domain(),
-        fault_category=body.fault.category,
-        fault_description=body.fault.description,
-        tier=body.tier,
-        preapproved_budget_cents=body.preapproved_budget_cents,
-        passcode=body.passcode,
-        branch_code=body.branch,
-        express_override_reason=body.express_override_reason,
-    )
 
 
 def placed_refusal(exc: DomainError, t: Words) -> dict[str, str]:
