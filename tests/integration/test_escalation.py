@@ -75,13 +75,21 @@ async def order_job(
     one line ordered from a fresh sandbox supplier."""
     tenant = new_tenant()
     offer = pin_stock(sandbox, tenant, SKU, 50)
-    clock.now = VALENCE.next_open(offer.eta - timedelta(minutes=30))
+    clock.now = open_before(offer.eta - timedelta(minutes=30))
     await add_part(api)
     supplier = await add_supplier(api, sandbox, tenant)
     view = await job_with_lines(api, [(SKU, 1)], tier=tier, budget=budget)
     line_id = view["lines"][0]["id"]
     placed = await ordered(api, view["ref"], line_id, supplier["id"])
     return PlacedOrder(tenant, supplier, view, line_id, placed)
+
+
+def open_before(moment: datetime) -> datetime:
+    """`moment`, or the last minute the branch is open before it: the sandbox quotes ETAs from the real
+    time of day, which may fall when the shop is closed (an evening, a Sunday)."""
+    while VALENCE.next_open(moment) != moment:
+        moment -= timedelta(minutes=15)
+    return moment
 
 
 async def sweep(services: Services, clock: FakeClock) -> escalation.SweepReport:
