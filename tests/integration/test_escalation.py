@@ -187,7 +187,12 @@ def _before(due: datetime, *, hours: float) -> datetime:
 
 
 async def test_two_sweeps_at_once_record_each_level_once(
-    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services, settings: Settings
+    api: Api,
+    sandbox: SandboxServer,
+    clock: FakeClock,
+    services: Services,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     placed = await order_job(api, sandbox, clock)
     job_id = parse_ref(placed.job["ref"]) or 0
@@ -195,13 +200,24 @@ async def test_two_sweeps_at_once_record_each_level_once(
     clock.now = at(placed.job["due_at"]) + timedelta(days=1)
     _, cipher = required_secrets(settings)
     other = build_services(settings, cipher, clock=clock)
+    # Neither sweep writes before both have read: the worst interleaving, every time rather than when
+    # the scheduler happens to allow it.
+    both_read = asyncio.Barrier(2)
+    write = escalation._escalate_batch
+
+    async def write_after_both_read(*args: Any) -> None:
+        await both_read.wait()
+        await write(*args)
+
+    monkeypatch.setattr(escalation, "_escalate_batch", write_after_both_read)
     try:
-        first, second = await asyncio.gather(sweep(services, clock), sweep(other, clock))
+        first, second = await asyncio.wait_for(asyncio.gather(sweep(services, clock), sweep(other, clock)), 30)
     finally:
         await other.aclose()
+    monkeypatch.undo()
     assert first.total + second.total == 3
-    # Both read before either wrote (the race is real): one recorded the three rungs, the other lost
-    # every insert to the unique constraint and so did nothing more.
+    # One recorded the three rungs, the other lost every insert to the unique constraint and so did
+    # nothing more.
     assert sorted([(first.total, first.lost), (second.total, second.lost)]) == [(0, 3), (3, 0)]
     assert sorted(level for level, _ in await levels(services, job_id)) == [1, 2, 3]
     assert len([e for e in await rows(services, outbox_t, job_id) if e["kind"] == "resource"]) == 1
