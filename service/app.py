@@ -43,6 +43,7 @@ from service.uow import Database
 from service.web.bench import BenchPages
 from service.web.counter import CounterPages
 from service.web.job_page import JobPages
+from service.web.job_parts import JobPartPages
 from service.web.pages import PAGE_DEPENDENCIES, SignInPages, StaffPages, root
 from service.web.pickup_desk import PickupDeskPages
 from service.web.reports import LatePages, ManagerPages
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             CounterPages,
             PickupDeskPages,
             JobPages,
+            JobPartPages,
             BenchPages,
             LatePages,
             ManagerPages,

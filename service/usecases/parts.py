@@ -25,7 +25,7 @@ from domain.stages import Role
 from service.persistence.parts import LateLine
 from service.uow import UnitOfWork
 
-_PARTS_ROLES = (Role.TECHNICIAN, Role.MANAGER)
+PARTS_ROLES = (Role.TECHNICIAN, Role.MANAGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ async def add_lines(
     expected_version: int | None = None,
 ) -> tuple[JobParts, list[PartLine]]:
     """Add part lines; the job starts waiting for parts. Nobody is told anything by this alone."""
-    if actor.role not in _PARTS_ROLES:
+    if actor.role not in PARTS_ROLES:
         raise NotPermitted("only a technician or a manager adds parts to a job")
     if not requests:
         raise InvalidValue("lines", "at least one line")
@@ -164,7 +164,7 @@ async def change_line(
     now: datetime,
 ) -> PartLine:
     """Staff corrections: a new ETA learned by phone (source staff), a part fitted, a line cancelled."""
-    if actor.role not in _PARTS_ROLES:
+    if actor.role not in PARTS_ROLES:
         raise NotPermitted("only a technician or a manager changes part lines")
     job, line = await line_of(uow, actor, ref, line_id, lock=True)
     version = line.version

@@ -5,7 +5,8 @@ domain errors to messages on the page.
 Every change form carries the version of the job the user saw (the API's If-Match): a change made
 meanwhile by someone else refuses the save with a "someone changed this job" banner, never overwrites.
 After a change, an HTMX request gets the job's fragment back (every form then carries the new version);
-a plain form post is redirected to the page (no re-post on reload).
+a plain form post is redirected to the page (no re-post on reload). The parts forms (`job_parts.py`)
+answer through the same `apply`, `settle` and `answer`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from pydantic import ValidationError
 from domain.errors import DomainError, InvalidValue, NotFound
 from domain.model import JobEvent, RepairJob
 from domain.notifications import money
-from domain.parts import EtaRevision, PartLine
+from domain.parts import EtaRevision, Part, PartLine, PartStatus, format_po
 from domain.stages import Stage
 from service.api.schemas import NoteIn
 from service.uow import UnitOfWork
 from service.usecases import branches, jobs, parts
-from service.usecases.parts import JobParts
+from service.usecases.parts import PARTS_ROLES, JobParts
+from service.usecases.sourcing import Quotes
 from service.web.i18n import translator
 from service.web.job_view import (
     EstimateRow,
@@ -51,6 +53,7 @@ from service.web.job_view import (
 from service.web.pages import Page, SignInForm, on_sign_in_required
 from service.web.session import SignInRequired
 
+CATALOGUE_SHOWN = 200  # suggestions in the part form; any catalogue SKU may still be typed
 Change = Callable[[UnitOfWork, int], Awaitable[Any]]  # one use case, given the version the user saw
 Parse = Callable[[], Change]  # reads the form (InvalidValue) before any transaction opens
 
@@ -63,6 +66,8 @@ class Typed:
     rows: list[EstimateRow] | None = None
     note: str = ""
     move_note: str = ""
+    part_sku: str = ""
+    part_quantity: str = "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,17 @@ class PartRow:
     revisions: list[EtaRevision]
     timeline: Timeline | None
     late_by: timedelta
+    supplier: str | None  # who it is ordered from
+
+    @property
+    def orderable(self) -> bool:
+        """Not (or no longer) on order: staff may order it, or compare the suppliers first."""
+        return self.line.status in (PartStatus.NEEDED, PartStatus.CANCELLED)
+
+    @property
+    def receivable(self) -> bool:
+        """On order and not all in yet: the delivery can be counted in."""
+        return self.line.order_id is not None and self.line.waiting and not self.orderable
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +102,8 @@ class JobData:
     parts: JobParts
     history: list[JobEvent]
     tz: ZoneInfo
+    catalogue: list[Part]  # what a part line may name, the device's own parts first
+    suppliers: dict[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,7 @@ class Shown:
     revealed: str | None = None
     saved: str | None = None
     typed: Typed = field(default_factory=Typed)
+    quotes: Quotes | None = None  # the suppliers' offers for one line, asked for by the user
 
 
 class JobPages(Controller):
@@ -107,7 +126,7 @@ class JobPages(Controller):
     async def job(
         self, request: Request[Any, Any, Any], page: NamedDependency[Page], ref: FromPath[str]
     ) -> Response[Any]:
-        return await _answer(request, page, ref, Shown())
+        return await answer(request, page, ref, Shown())
 
     @get([f"/jobs/{{ref:str}}/{form}" for form in ("move", "estimate", "approval", "notes", "passcode")])
     async def back_to_job(self, page: NamedDependency[Page], ref: FromPath[str]) -> Redirect:
@@ -126,8 +145,8 @@ class JobPages(Controller):
                 uow, page.actor, ref, version, to, now=page.now, settings=settings, cipher=cipher, note=note
             )
 
-        typed = Typed(_version_of(data), move_note=data.get("note", ""))
-        return await _apply(request, page, ref, "move", typed, parse)
+        typed = Typed(version_of(data), move_note=data.get("note", ""))
+        return await apply(request, page, ref, "move", typed, parse)
 
     @post("/jobs/{ref:str}/estimate", status_code=200)
     async def estimate(
@@ -136,7 +155,7 @@ class JobPages(Controller):
         """Save the estimate, or (`action` add / remove-N) only redraw the editor with a row more or less."""
         action = data.get("action", "save")
         rows = rows_from_form(data)
-        typed = Typed(_version_of(data), rows=edit_rows(rows, action))
+        typed = Typed(version_of(data), rows=edit_rows(rows, action))
         if action != "save":
             return await _redraw_editor(request, page, ref, typed)
 
@@ -144,7 +163,7 @@ class JobPages(Controller):
             lines = lines_from_rows(rows)
             return lambda uow, version: jobs.set_estimate(uow, page.actor, ref, version, lines, now=page.now)
 
-        return await _apply(request, page, ref, "estimate", typed, parse)
+        return await apply(request, page, ref, "estimate", typed, parse)
 
     @post("/jobs/{ref:str}/approval", status_code=200)
     async def approval(
@@ -156,7 +175,7 @@ class JobPages(Controller):
             approved = _yes_or_no(data.get("approved", ""))
             return lambda uow, version: jobs.record_approval(uow, page.actor, ref, version, approved, now=page.now)
 
-        return await _apply(request, page, ref, "approval", Typed(_version_of(data)), parse)
+        return await apply(request, page, ref, "approval", Typed(version_of(data)), parse)
 
     @post("/jobs/{ref:str}/notes", status_code=200)
     async def notes(
@@ -166,7 +185,7 @@ class JobPages(Controller):
             note = _note(data.get("note", ""))
             return lambda uow, version: jobs.add_note(uow, page.actor, ref, version, note, now=page.now)
 
-        return await _apply(request, page, ref, "notes", Typed(_version_of(data), note=data.get("note", "")), parse)
+        return await apply(request, page, ref, "notes", Typed(version_of(data), note=data.get("note", "")), parse)
 
     @post("/jobs/{ref:str}/passcode", status_code=200)
     async def passcode(
@@ -178,16 +197,16 @@ class JobPages(Controller):
             async with page.db.transaction() as uow:
                 code = await jobs.reveal_passcode(uow, page.actor, ref, now=page.now, cipher=request.app.state.cipher)
         except DomainError as exc:
-            return await _answer(request, page, ref, Shown(problem_of(exc, "passcode", t)))
-        answer = await _answer(request, page, ref, Shown(revealed=code))
-        answer.headers["Cache-Control"] = "no-store"  # the code is never kept by a cache or the history
-        return answer
+            return await answer(request, page, ref, Shown(problem_of(exc, "passcode", t)))
+        shown = await answer(request, page, ref, Shown(revealed=code))
+        shown.headers["Cache-Control"] = "no-store"  # the code is never kept by a cache or the history
+        return shown
 
 
 # --- form values -------------------------------------------------------------------------------
 
 
-def _version_of(data: dict[str, str]) -> int | None:
+def version_of(data: dict[str, str]) -> int | None:
     raw = data.get("version", "").strip()
     return int(raw) if raw.isdigit() else None
 
@@ -220,31 +239,48 @@ def _optional_note(raw: str) -> str | None:
 # --- applying a change and answering -----------------------------------------------------------
 
 
-async def _apply(
+async def apply(
     request: Request[Any, Any, Any], page: Page, ref: str, section: str, typed: Typed, parse: Parse
 ) -> Response[Any]:
-    """One guarded change in one transaction; a refusal re-renders the page with what was typed."""
-    t = translator(page.language)
-    try:
+    """One change guarded by the version the user saw, in one transaction."""
+
+    async def change_at_version() -> None:
         if typed.version is None:
             raise InvalidValue("version", "the form lost the job's version: reload the page")
         change = parse()
         async with page.db.transaction() as uow:
             await change(uow, typed.version)
+
+    return await settle(request, page, ref, section, typed, change_at_version)
+
+
+async def settle(
+    request: Request[Any, Any, Any],
+    page: Page,
+    ref: str,
+    section: str,
+    typed: Typed,
+    act: Callable[[], Awaitable[Any]],
+) -> Response[Any]:
+    """Run one action; a refusal re-renders the page with what was typed and why, a success shows the
+    job again (HTMX: its fragment; a plain form: a redirect, so a reload does not post twice)."""
+    t = translator(page.language)
+    try:
+        await act()
     except DomainError as exc:
-        return await _answer(request, page, ref, Shown(problem_of(exc, section, t), typed=typed))
-    if not _is_htmx(request):
+        return await answer(request, page, ref, Shown(problem_of(exc, section, t), typed=typed))
+    if not is_htmx(request):
         return Redirect(f"/app/jobs/{ref}", status_code=HTTP_303_SEE_OTHER)
-    return await _answer(request, page, ref, Shown(saved=section))
+    return await answer(request, page, ref, Shown(saved=section))
 
 
 async def _redraw_editor(request: Request[Any, Any, Any], page: Page, ref: str, typed: Typed) -> Response[Any]:
     """A row added or removed: nothing is saved. HTMX swaps the editor alone, keeping the rest as typed."""
-    fragment = "_job_estimate.html.j2" if _is_htmx(request) else None
-    return await _answer(request, page, ref, Shown(typed=typed), fragment=fragment)
+    fragment = "_job_estimate.html.j2" if is_htmx(request) else None
+    return await answer(request, page, ref, Shown(typed=typed), fragment=fragment)
 
 
-async def _answer(
+async def answer(
     request: Request[Any, Any, Any], page: Page, ref: str, shown: Shown, *, fragment: str | None = None
 ) -> Response[Any]:
     """The whole page, or for HTMX the job's fragment (or `fragment`), with the status of what is shown."""
@@ -254,13 +290,13 @@ async def _answer(
         missing = page.render("job.html.j2", job=None, ref=ref)
         missing.status_code = 404
         return missing
-    template = fragment or ("_job.html.j2" if _is_htmx(request) else "job.html.j2")
+    template = fragment or ("_job.html.j2" if is_htmx(request) else "job.html.j2")
     answer: Template = page.render(template, **_context(page, data, shown))
     answer.status_code = shown.problem.status if shown.problem else 200
     return answer
 
 
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return bool(request.headers.get("hx-request"))
 
 
@@ -269,7 +305,10 @@ async def _read(page: Page, ref: str) -> JobData:
         view = await parts.job_parts(uow, page.actor, ref, now=page.now, sla=page.settings.sla_policy)
         history = await jobs.job_history(uow, page.actor, ref)
         branch = await branches.branch_of(uow, page.actor, view.job.branch_code)
-    return JobData(view, history, branch.calendar.tz)
+        catalogue = await uow.catalogue.list(None, view.job.device.model, CATALOGUE_SHOWN)
+        catalogue += [p for p in await uow.catalogue.list(None, None, CATALOGUE_SHOWN) if p not in catalogue]
+        names = {s.supplier.id: s.supplier.name for s in await uow.suppliers.list()}
+    return JobData(view, history, branch.calendar.tz, catalogue[:CATALOGUE_SHOWN], names)
 
 
 def _context(page: Page, data: JobData, shown: Shown) -> dict[str, Any]:
@@ -288,12 +327,16 @@ def _context(page: Page, data: JobData, shown: Shown) -> dict[str, Any]:
         "first_name": _first_name(job),
         "when": lambda moment: when(moment, data.tz),
         "money": lambda cents: money(cents, page.language),
+        "po": format_po,
         "targets": [Stage(stage) for stage in job.allowed_targets(role)],
         "editable": estimate_editable(job, role),
         "rows": typed.rows if typed.rows is not None else rows_of(job.estimate, page.language),
         "may_reveal": may_reveal(job, page.actor.user_id, role),
         "typed": typed,
         "parts": _part_rows(page, data),
+        "parts_staff": role in PARTS_ROLES and job.is_open,
+        "catalogue": data.catalogue,
+        "quotes": shown.quotes,
         "forecast": data.parts.forecast,
         "events": [EventRow(e, describe(e, page.language, data.tz)) for e in reversed(data.history)],
     }
@@ -310,5 +353,6 @@ def _part_rows(page: Page, data: JobData) -> list[PartRow]:
     for line in data.parts.lines:
         revisions = data.parts.history.get(line.id or 0, [])
         drawn = timeline(line, revisions, page.now, data.tz, t)
-        rows.append(PartRow(line, revisions, drawn, line.late_by(page.now)))
+        supplier = data.suppliers.get(line.supplier_id) if line.supplier_id is not None else None
+        rows.append(PartRow(line, revisions, drawn, line.late_by(page.now), supplier))
     return rows

@@ -19,6 +19,7 @@ from domain.notifications import money
 from domain.parts import EtaRevision, PartLine
 from domain.stages import Role, Stage
 from service.api.schemas import EstimateIn
+from service.errors import SupplierFailure
 from service.web.i18n import stage_name, translator
 
 Words = Callable[[str], str]
@@ -169,6 +170,8 @@ def problem_of(exc: DomainError, section: str, t: Words) -> Problem:
         return Problem(section, f"{t('job_err_not_permitted')} — {exc.detail}", 403)
     if isinstance(exc, NotFound):
         return Problem(section, f"{t('job_err_not_found')} — {exc.detail}", 404)
+    if isinstance(exc, SupplierFailure):  # unreachable (503, try again) or refused (409)
+        return Problem(section, f"{t('job_err_supplier')} — {exc.detail}", exc.status)
     return Problem(section, f"{t('job_err_conflict')} — {exc.detail}", 409)
 
 

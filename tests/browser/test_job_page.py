@@ -9,8 +9,22 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
+from domain.parts import format_po
 from tests.api.helpers import create_job, events, get_job, if_match, move
-from tests.api.parts_helpers import change_line, iso, job_parts, line_of, place_order
+from tests.api.parts_helpers import (
+    SKU,
+    add_part,
+    add_supplier,
+    change_line,
+    iso,
+    job_parts,
+    job_with_lines,
+    line_of,
+    new_tenant,
+    pin_stock,
+    place_order,
+    sandbox_orders,
+)
 from tests.browser.conftest import screenshot
 from tests.browser.test_pages import sign_in
 from tests.conftest import Api, FakeClock
@@ -260,3 +274,87 @@ async def test_the_parts_timeline_shows_an_eta_revision(
     await expect(part).to_contain_text("late by 2 d")
     await expect(page.locator("#history li[data-kind=eta_revised]")).to_contain_text("(staff)")
     await screenshot(page, "job-parts")
+
+
+# --- parts: add, compare, order, receive ---------------------------------------------------------
+
+
+async def test_a_supplier_that_fails_the_order_is_named_and_the_line_stays_to_order(
+    page: Page, api: Api, sandbox: SandboxServer
+) -> None:
+    offer = pin_stock(sandbox, new_tenant(), SKU, 5)
+    await add_part(api)
+    supplier = await add_supplier(api, sandbox, offer.tenant, name="Flaky parts")
+    view = await job_with_lines(api, [(SKU, 1)])
+    ref, line_id = view["ref"], view["lines"][0]["id"]
+    await sign_in(page, TECH, language="en")
+    await open_job(page, ref)
+    part = page.locator(f"article.part[data-line='{line_id}']")
+    await part.get_by_role("button", name="Compare suppliers").click()
+    await expect(part.get_by_role("button", name="Order from Flaky parts")).to_be_visible()
+
+    sandbox.set_faults(tenant=offer.tenant, error_rate=1)  # it goes down before the order
+    await part.get_by_role("button", name="Order from Flaky parts").click()
+
+    await expect(page.locator("#parts [role=alert]")).to_contain_text("The supplier could not do it — Flaky parts", timeout=30_000)
+    await expect(part.locator(".status")).to_have_text("needed")
+    assert line_of(await job_parts(api, ref), line_id)["status"] == "needed"
+
+    sandbox.set_faults(tenant=offer.tenant, error_rate=0)  # back up: ordering again places one order
+    await part.get_by_role("button", name="Order (best offer)").click()
+    await expect(part.locator(".status")).to_have_text("ordered")
+    ordered_line = line_of(await job_parts(api, ref), line_id)
+    assert ordered_line["supplier_id"] == supplier["id"]
+    assert len(sandbox_orders(sandbox, offer.tenant, format_po(ordered_line["order_id"]))) == 1
+
+
+async def test_the_front_desk_counts_a_delivery_in_but_neither_adds_nor_orders(
+    page: Page, api: Api, sandbox: SandboxServer, clock: FakeClock
+) -> None:
+    clock.now = datetime.now(UTC)  # the sandbox quotes ETAs from the real clock
+    placed = await place_order(api, sandbox)
+    ref = placed.job["ref"]
+    await sign_in(page, "desk.valence", language="en")
+    await open_job(page, ref)
+    part = page.locator(f"article.part[data-line='{placed.line_id}']")
+    await expect(part.locator("[data-order]")).to_contain_text(placed.order["po"])
+    await expect(page.get_by_role("button", name="Add a part")).to_have_count(0)
+    await expect(part.get_by_role("button", name="Compare suppliers")).to_have_count(0)
+
+    await part.get_by_role("button", name="Part received").click()
+
+    await expect(part.locator(".status")).to_have_text("received")
+    await expect(part.get_by_role("button", name="Part received")).to_have_count(0)
+    assert line_of(await job_parts(api, ref), placed.line_id)["received_quantity"] == 1
+    assert [e["kind"] for e in await events(api, TECH, ref) if e["kind"] == "parts_ready"] == ["parts_ready"]
+
+
+async def test_a_part_is_added_without_javascript_and_a_malformed_number_is_explained(
+    browser: Browser, live_server: str, api: Api
+) -> None:
+    await add_part(api)
+    job = await move(api, TECH, await create_job(api), "diagnosing")
+    context = await browser.new_context(
+        base_url=live_server, java_script_enabled=False, viewport={"width": 768, "height": 1024}
+    )
+    page = await context.new_page()
+    try:
+        await sign_in(page, TECH, language="en")
+        await open_job(page, job["ref"])
+        await page.get_by_label("Part number (catalogue)").fill("screen oled!")
+        await page.get_by_label("Quantity", exact=True).fill("2")
+        await page.get_by_role("button", name="Add a part").click()
+        await expect(page.locator("#parts [role=alert]")).to_contain_text("sku: ")
+        await expect(page.get_by_label("Part number (catalogue)")).to_have_value("screen oled!")
+        assert (await job_parts(api, job["ref"]))["lines"] == []
+
+        await page.get_by_label("Part number (catalogue)").fill(SKU)
+        await page.get_by_role("button", name="Add a part").click()
+
+        await expect(page).to_have_url(f"/app/jobs/{job['ref']}")  # redirected: a reload posts nothing again
+        await expect(page.locator("article.part h3")).to_contain_text(f"{SKU} \u00d7 2")
+        await expect(page.locator(".stage-now")).to_have_text("Awaiting parts")
+        (line,) = (await job_parts(api, job["ref"]))["lines"]
+        assert (line["sku"], line["quantity"], line["status"]) == (SKU, 2, "needed")
+    finally:
+        await context.close()
