@@ -15,22 +15,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from service.persistence.tables import notification_t, outbox_t
-from service.secrets import PasscodeCipher
-from service.services import Services, build_services
+from service.services import Services
 from service.settings import Settings
-from service.usecases import outbox
 from tests.api.helpers import JOBS, create_job, events, get_job, if_match, move
 from tests.api.parts_helpers import ORDERS, SKU, add_lines, add_part, add_supplier, new_tenant, ordered, pin_stock
-from tests.conftest import PASSCODE_KEY, Api, FakeClock
+from tests.conftest import Api, FakeClock
+from tests.messages import CODE, deliver, sms_services, texts_to
 from tests.sandbox_fixture import SandboxServer
 
 DESK, TECH, MANAGER = "desk.valence", "tech.valence", "manager.valence"
 PHONE, SURNAME, IMEI = "+33611223344", "Durand", "356938035643809"
-CODE = re.compile(r"\b([A-HJKMNP-Z2-9]{4})-([A-HJKMNP-Z2-9]{4})\b")  # how the message writes it
 LINK = re.compile(r"https?://\S+/track/[A-Za-z0-9_-]+")
 THURSDAY_MORNING = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 10:30 in Valence: open, no quiet hours
 
@@ -39,35 +36,8 @@ THURSDAY_MORNING = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # 10:30 in Valence
 async def services(
     settings: Settings, clock: FakeClock, sandbox: SandboxServer, sandbox_tenant: str, api: Api
 ) -> AsyncIterator[Services]:
-    """The worker side, with the SMS gateway (the sandbox's) configured the way an operator would."""
-    configured = settings.model_copy(
-        update={"sms_gateway_url": sandbox.tenant_url(sandbox_tenant), "sms_gateway_key": SecretStr("sms-key")}
-    )
-    built = build_services(configured, PasscodeCipher(PASSCODE_KEY), clock=clock)
-    try:
+    async with sms_services(settings, clock, sandbox, sandbox_tenant) as built:
         yield built
-    finally:
-        await built.aclose()
-
-
-async def deliver(services: Services, ref: str, clock: FakeClock) -> None:
-    """What the relay and a worker do: hand every due entry of the job to its handler."""
-    async with services.db.transaction(write=False) as uow:
-        query = select(outbox_t.c.id).where(
-            outbox_t.c.job_id == int(ref.removeprefix("AT-")),
-            outbox_t.c.done_at.is_(None),
-            outbox_t.c.available_at <= clock.now,
-        )
-        due = [row.id for row in await uow.connection.execute(query.order_by(outbox_t.c.id))]
-    for entry_id in due:
-        await outbox.handle(services, entry_id, now=clock.now)
-
-
-def texts_to(sandbox: SandboxServer, tenant: str, phone: str) -> list[str]:
-    """The SMS bodies the gateway received for `phone`, oldest first."""
-    response = sandbox.client.get(f"{sandbox.tenant_url(tenant)}/_sandbox/sms")
-    response.raise_for_status()
-    return [item["body"] for item in response.json()["items"] if item["to"] == phone]
 
 
 def customer(**extra: Any) -> dict[str, Any]:
