@@ -296,7 +296,9 @@ async def test_a_supplier_that_fails_the_order_is_named_and_the_line_stays_to_or
     sandbox.set_faults(tenant=offer.tenant, error_rate=1)  # it goes down before the order
     await part.get_by_role("button", name="Order from Flaky parts").click()
 
-    await expect(page.locator("#parts [role=alert]")).to_contain_text("The supplier could not do it — Flaky parts", timeout=30_000)
+    await expect(page.locator("#parts [role=alert]")).to_contain_text(
+        "The supplier could not do it — Flaky parts", timeout=30_000
+    )
     await expect(part.locator(".status")).to_have_text("needed")
     assert line_of(await job_parts(api, ref), line_id)["status"] == "needed"
 
