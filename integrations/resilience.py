@@ -241,21 +241,31 @@ class TokenBucket:
 
 
 class RateLimiter(Protocol):
-    """Takes a token for a request to `key`; a Redis implementation would run `TokenBucket` in Lua."""
+    """Takes a token for a request to `key`; `service.shared_state` runs the same `TokenBucket` in Redis
+    so that every process counts together."""
 
-    async def acquire(self, key: str, per_minute: int) -> float:
-        """0 when the request may go now (a token was taken), else seconds to wait (nothing taken)."""
+    async def acquire(self, key: str, per_minute: int, burst: int | None = None) -> float:
+        """0 when the request may go now (a token was taken), else seconds to wait (nothing taken).
+        `burst`: the bucket's size (default `TokenBucket.for_limit`'s)."""
         ...
 
 
 class InMemoryRateLimiter:
-    def __init__(self, *, burst: int | None = None, clock: Clock = time.monotonic) -> None:
+    """One process's buckets. Past `max_keys` (a flood of new client addresses), buckets that are full
+    again are dropped: forgetting a full bucket changes nothing."""
+
+    def __init__(self, *, burst: int | None = None, clock: Clock = time.monotonic, max_keys: int = 100_000) -> None:
         self._burst = burst
         self._clock = clock
-        self._buckets: dict[str, Bucket] = {}
+        self._max_keys = max_keys
+        self._buckets: dict[str, tuple[Bucket, float]] = {}  # the bucket, and when it is full again
 
-    async def acquire(self, key: str, per_minute: int) -> float:
-        rules = TokenBucket.for_limit(per_minute, self._burst)
-        wait, bucket = rules.take(self._buckets.get(key), self._clock())
-        self._buckets[key] = bucket
+    async def acquire(self, key: str, per_minute: int, burst: int | None = None) -> float:
+        rules = TokenBucket.for_limit(per_minute, burst if burst is not None else self._burst)
+        now = self._clock()
+        held = self._buckets.get(key)
+        wait, bucket = rules.take(held[0] if held else None, now)
+        self._buckets[key] = (bucket, now + (rules.burst - bucket.tokens) * 60.0 / rules.per_minute)
+        if len(self._buckets) > self._max_keys:
+            self._buckets = {k: held for k, held in self._buckets.items() if held[1] > now}
         return wait

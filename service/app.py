@@ -63,7 +63,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
     configure_logging(settings)
     jwt_secret, cipher = required_secrets(settings)
     jwt_auth = build_jwt_auth(jwt_secret, settings.token_ttl_seconds)
-    limits = rate_limits(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -72,6 +71,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         app.state.services = services
         app.state.db = services.db
         app.state.suppliers = services.suppliers
+        app.state.limits = rate_limits(settings, services.limiter)
         async with background_work(services) as redis:
             app.state.redis = redis
             # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
 
     def provide_ctx(request: Request[Actor, Any, Any]) -> RequestContext:
         state = request.app.state
-        return RequestContext(request.user, state.db, settings, cipher, clock, state.suppliers, limits)
+        return RequestContext(request.user, state.db, settings, cipher, clock, state.suppliers, state.limits)
 
     return Litestar(
         route_handlers=[
@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         # What handlers without a staff user (supplier webhooks) need.
-        state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings, "limits": limits}),
+        state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings}),
         openapi_config=OpenAPIConfig(
             title="Atelier",
             version="0.1.0",

@@ -1,24 +1,26 @@
-"""Request rate limits on what needs no login or guesses a secret: the customer's link and pickup codes.
+"""Request rate limits on what needs no login or guesses a secret: sign-in, the customer's link and
+pickup codes.
 
-Each limit is a token bucket per key (a client IP, a tracking token, a job); beyond it the request is
-refused with 429 and Retry-After before any work is done. The buckets live in the process (one server
-process per core shares nothing): issue 7 moves them to Redis so that every process counts together.
+Each limit is a token bucket per key (a client IP, a username, a tracking token, a job); beyond it the
+request is refused with 429 and Retry-After before any work is done. The buckets live where the process's
+`RateLimiter` keeps them: in Redis when one is configured, so that every server process counts together
+(N processes must not allow N times the limit), else in the one process.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from integrations.resilience import Bucket, Clock, TokenBucket
+from litestar import Request
+
+from integrations.resilience import RateLimiter
 from service.errors import RateLimited
 from service.settings import Settings
 
-MAX_KEYS = 100_000  # buckets kept per limit; the idle ones are dropped past it (a flood of new IPs)
 
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Limit:
     """`per_minute` requests a minute per key. The bucket holds a minute's allowance (default `burst`): the
     first `per_minute` requests pass at once, the next one waits for the refill. Counters and desks share
@@ -27,50 +29,51 @@ class Limit:
     name: str
     per_minute: int
     burst: int | None = None
-    _buckets: dict[str, Bucket] = field(default_factory=dict, repr=False)
-
-    @property
-    def rules(self) -> TokenBucket:
-        return TokenBucket.for_limit(self.per_minute, self.burst or self.per_minute)
-
-    def take(self, key: str, now: float) -> float:
-        """0 when a request for `key` may go (a token was taken), else the seconds until one is due."""
-        wait, bucket = self.rules.take(self._buckets.get(key), now)
-        self._buckets[key] = bucket
-        if len(self._buckets) > MAX_KEYS:
-            self._prune(now)
-        return wait
-
-    def _prune(self, now: float) -> None:
-        full_after = 60.0 * self.rules.burst / self.per_minute  # an idle bucket is full again by then
-        self._buckets = {k: b for k, b in self._buckets.items() if now - b.updated_at < full_after}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RateLimits:
-    """The limits of one process, from the settings; `check` raises RateLimited (429) past one."""
+    """The limits from the settings over one limiter; `check` raises RateLimited (429) past one."""
 
     limits: dict[str, Limit]
-    clock: Clock = time.monotonic
+    limiter: RateLimiter
 
-    def check(self, name: str, key: str) -> None:
+    async def check(self, name: str, key: str) -> None:
         limit = self.limits[name]
-        wait = limit.take(key, self.clock())
+        burst = limit.burst or limit.per_minute
+        wait = await self.limiter.acquire(f"{name}:{key}", limit.per_minute, burst)
         if wait > 0:
             raise RateLimited(f"too many requests: try again in {math.ceil(wait)} s", retry_after=wait)
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    """The key of the per-IP limits: the address the server saw (behind a proxy, run the server with its
+    proxy-headers option so that this is the client's, not the proxy's)."""
+    return request.client.host if request.client else "unknown"
 
 
 TRACK_IP = "track_ip"
 TRACK_LINK = "track_link"  # per tracking token
 PICKUP_IP = "pickup_ip"
 PICKUP_JOB = "pickup_job"
+SIGN_IN_IP = "sign_in_ip"
+SIGN_IN_USER = "sign_in_user"  # per username, whatever the address: a spread-out guess at one password
 
 
-def rate_limits(settings: Settings, clock: Clock = time.monotonic) -> RateLimits:
+async def admit_sign_in(request: Request[Any, Any, Any], username: str) -> None:
+    """Before a password is checked (API token or staff sign-in page): per address, then per username."""
+    limits: RateLimits = request.app.state.limits
+    await limits.check(SIGN_IN_IP, client_ip(request))
+    await limits.check(SIGN_IN_USER, username.strip().lower()[:200])
+
+
+def rate_limits(settings: Settings, limiter: RateLimiter) -> RateLimits:
     rules = [
         Limit(TRACK_IP, settings.track_rate_per_minute_ip),
         Limit(TRACK_LINK, settings.track_rate_per_minute_token),
         Limit(PICKUP_IP, settings.pickup_rate_per_minute_ip),
         Limit(PICKUP_JOB, settings.pickup_rate_per_minute_job),
+        Limit(SIGN_IN_IP, settings.sign_in_rate_per_minute_ip),
+        Limit(SIGN_IN_USER, settings.sign_in_rate_per_minute_user),
     ]
-    return RateLimits({limit.name: limit for limit in rules}, clock)
+    return RateLimits({limit.name: limit for limit in rules}, limiter)

@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from redis.asyncio import Redis
+
 from integrations.notify.email import EmailChannel, SmtpSettings
 from integrations.notify.sms import SmsChannel
-from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
+from integrations.resilience import BreakerStore, InMemoryRateLimiter, RateLimiter
 from integrations.suppliers.registry import SupplierClients
 from service.persistence.db import create_engine
 from service.secrets import PasscodeCipher
 from service.settings import Settings
+from service.shared_state import shared_redis, shared_stores
 from service.uow import Database
 
 Clock = Callable[[], datetime]
@@ -39,9 +42,14 @@ class Services:
     suppliers: SupplierClients
     clock: Clock = utc_now
     channels: dict[str, Any] = field(default_factory=dict)  # notification channels by name ("email", "sms")
+    # Request rate limits, counted with the other processes' through Redis when it is configured.
+    limiter: RateLimiter = field(default_factory=InMemoryRateLimiter)
+    redis: Redis | None = None  # the shared state's client (breakers, rate limits)
 
     async def aclose(self) -> None:
         await self.suppliers.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         for channel in self.channels.values():
             close = getattr(channel, "aclose", None)
             if close is not None:
@@ -49,13 +57,13 @@ class Services:
         await self.db.engine.dispose()
 
 
-def supplier_clients(settings: Settings) -> SupplierClients:
-    """One client per supplier for the process. Breakers and rate limits live in this process for now
-    (a shared store across processes is a drop-in `BreakerStore`/`RateLimiter`)."""
+def supplier_clients(settings: Settings, breakers: BreakerStore, limiter: RateLimiter) -> SupplierClients:
+    """One client per supplier for the process; its breaker and rate limit are shared by every process
+    when the stores are Redis's."""
     return SupplierClients(
         allow_private=settings.allow_private_supplier_urls,
-        breakers=InMemoryBreakerStore(),
-        limiter=InMemoryRateLimiter(),
+        breakers=breakers,
+        limiter=limiter,
         settings=settings.supplier_http,
     )
 
@@ -77,4 +85,7 @@ def notification_channels(settings: Settings) -> dict[str, Any]:
 def build_services(settings: Settings, cipher: PasscodeCipher, *, clock: Clock = utc_now) -> Services:
     """Everything built here is per process: call it where the process starts, never at import."""
     db = Database(create_engine(settings))
-    return Services(settings, db, cipher, supplier_clients(settings), clock, notification_channels(settings))
+    redis = shared_redis(settings.redis_url) if settings.redis_url else None
+    breakers, limiter = shared_stores(redis)
+    suppliers = supplier_clients(settings, breakers, limiter)
+    return Services(settings, db, cipher, suppliers, clock, notification_channels(settings), limiter, redis)

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     track_rate_per_minute_token: int = Field(30, ge=1)
     pickup_rate_per_minute_ip: int = Field(30, ge=1)
     pickup_rate_per_minute_job: int = Field(10, ge=1)
+    # Sign-in attempts (API token and staff pages), counted whatever their outcome: a shop's desks share one
+    # address; a username's own limit slows a guess spread over many addresses (a real user waits seconds).
+    sign_in_rate_per_minute_ip: int = Field(30, ge=1)
+    sign_in_rate_per_minute_user: int = Field(10, ge=1)
     # Customers whose last job closed this many months ago are anonymised by the retention task.
     customer_retention_months: int = Field(36, ge=1, le=1200)
 

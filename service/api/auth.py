@@ -20,6 +20,7 @@ from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 from domain.model import Actor
 from domain.stages import Role
 from service.api.schemas import TokenIn, TokenOut
+from service.ratelimit import admit_sign_in
 from service.uow import Database
 from service.usecases import staff
 
@@ -89,7 +90,9 @@ class AuthController(Controller):
     async def token(
         self, data: JSONBody[TokenIn], db: NamedDependency[Database], request: Request[Any, Any, Any]
     ) -> TokenOut:
-        """Exchange a username and password for a bearer token."""
+        """Exchange a username and password for a bearer token. 429 with Retry-After past the sign-in
+        limits (per address and per username)."""
+        await admit_sign_in(request, data.username)
         async with db.transaction(write=False) as uow:
             actor = await staff.authenticate(uow, data.username, data.password)
         jwt_auth: JWTAuth[Actor, Token] = request.app.state.jwt_auth

@@ -19,7 +19,7 @@ from service.api.context import RequestContext
 from service.api.jobs import NO_NUL, IfMatch, etag, expected_version_from
 from service.api.problems import problem
 from service.api.schemas import Body, Cents, Flag, JobOut, Note, job_out
-from service.ratelimit import PICKUP_IP, PICKUP_JOB
+from service.ratelimit import PICKUP_IP, PICKUP_JOB, client_ip
 from service.usecases import pickup
 
 # What the counter types or scans: a code (any case, spaces, dashes) or a reference.
@@ -38,10 +38,6 @@ class PickupIn(Body):
 def _on_wrong_code(request: Request[Any, Any, Any], exc: WrongCode) -> Response[dict[str, Any]]:
     errors = [{"field": exc.field, "reason": "not the pickup code of this job"}]
     return problem(request, 403, "Wrong pickup code", exc.detail, "wrong-pickup-code", errors=errors)
-
-
-def _client(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _job_response(body: JobOut) -> Response[JobOut]:
@@ -64,8 +60,8 @@ class PickupController(Controller):
     ) -> Response[JobOut]:
         """Hand the device over: with the customer's code, or (a manager) with a reason. If-Match is optional:
         the code, not a version the caller saw, is what guards the hand-over."""
-        ctx.limits.check(PICKUP_IP, _client(request))
-        ctx.limits.check(PICKUP_JOB, str(parse_ref(ref) or ref.strip().upper()))
+        await ctx.limits.check(PICKUP_IP, client_ip(request))
+        await ctx.limits.check(PICKUP_JOB, str(parse_ref(ref) or ref.strip().upper()))
         expected = None if if_match is None or if_match.strip() == "*" else expected_version_from(if_match)
         cmd = pickup.PickupRequest(data.code, data.paid_cents, data.id_checked, data.reason)
         job = await pickup.hand_over(
@@ -82,7 +78,7 @@ class PickupController(Controller):
         ref: Typed = None,
     ) -> Response[JobOut]:
         """The device waiting for pickup with this code (or reference), and its slot, in one step."""
-        ctx.limits.check(PICKUP_IP, _client(request))
+        await ctx.limits.check(PICKUP_IP, client_ip(request))
         async with ctx.db.transaction(write=False) as uow:
             job = await pickup.lookup(uow, ctx.actor, code=code, ref=ref, now=ctx.clock(), settings=ctx.settings)
         return _job_response(job_out(job, ctx.actor.role))

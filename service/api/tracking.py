@@ -29,7 +29,7 @@ from service.api.context import RequestContext
 from service.api.schemas import Body, Flag, Note
 from service.api.tracking_page import CONTENT_SECURITY_POLICY, conflict_notice, error_page, page
 from service.errors import RateLimited
-from service.ratelimit import TRACK_IP, TRACK_LINK
+from service.ratelimit import TRACK_IP, TRACK_LINK, client_ip
 from service.settings import Settings
 from service.usecases import tracking
 
@@ -70,14 +70,13 @@ def _wants_json(request: Request[Any, Any, Any]) -> bool:
     return request.accept.best_match(["text/html", "application/json"], default="text/html") == "application/json"
 
 
-def _admit_ip(request: Request[Any, Any, Any]) -> None:
-    ip = request.client.host if request.client else "unknown"
-    request.app.state.limits.check(TRACK_IP, ip)
+async def _admit_ip(request: Request[Any, Any, Any]) -> None:
+    await request.app.state.limits.check(TRACK_IP, client_ip(request))
 
 
-def _admit_link(request: Request[Any, Any, Any], token: str) -> None:
+async def _admit_link(request: Request[Any, Any, Any], token: str) -> None:
     # Keyed by the token's hash: the buckets hold no live credential.
-    request.app.state.limits.check(TRACK_LINK, tracking.token_hash(token))
+    await request.app.state.limits.check(TRACK_LINK, tracking.token_hash(token))
 
 
 async def _live_job_view(request: Request[Any, Any, Any], token: str, lang: str | None, *, admit: bool) -> TrackingView:
@@ -88,7 +87,7 @@ async def _live_job_view(request: Request[Any, Any, Any], token: str, lang: str 
     async with state.db.transaction(write=False) as uow:
         job = await tracking.find_job(uow, token, now=now, days_after=days)
         if admit:
-            _admit_link(request, token)
+            await _admit_link(request, token)
         return await tracking.view(uow, job, now=now, sla=settings.sla_policy, days_after=days, language=lang)
 
 
@@ -146,7 +145,7 @@ class TrackingController(Controller):
         `lang` (fr or en) overrides the customer's language."""
         wants_json = _wants_json(request)
         try:
-            _admit_ip(request)
+            await _admit_ip(request)
             view = await _live_job_view(request, token, lang, admit=True)
         except (NotFound, RateLimited) as exc:
             if wants_json:
@@ -165,12 +164,12 @@ class TrackingController(Controller):
         settings: Settings = state.settings
         days = settings.tracking_days_after_collection
         try:
-            _admit_ip(request)
+            await _admit_ip(request)
             approved, note, form_lang = await _read_answer(request, form)
             lang = lang or form_lang
             async with state.db.transaction(write=False) as uow:  # a live link, before its own limit counts
                 await tracking.find_job(uow, token, now=state.clock(), days_after=days)
-            _admit_link(request, token)
+            await _admit_link(request, token)
             await tracking.answer(state.db, token, approved, note, now=state.clock(), days_after=days)
         except (NotFound, RateLimited) as exc:
             if not form:

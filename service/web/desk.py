@@ -90,11 +90,6 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-def client_of(request: Request[Any, Any, Any]) -> str:
-    """The key of the per-IP limits, as the API takes it."""
-    return request.client.host if request.client else "unknown"
-
-
 def sign_in_then(page_path: str) -> Callable[[Request[Any, Any, Any], SignInRequired], Response[Any]]:
     """`on_sign_in_required`, but a form sent or a fragment asked for comes back to its page after the
     sign-in, not to its own address (a POST endpoint or a bare fragment)."""

@@ -17,6 +17,10 @@ _WORDS: dict[str, tuple[str, str]] = {
     "password": ("Mot de passe", "Password"),
     "language": ("Langue", "Language"),
     "wrong_credentials": ("Identifiant ou mot de passe incorrect.", "Wrong username or password."),
+    "too_many_sign_ins": (
+        "Trop de tentatives de connexion : réessayez dans {s} s.",
+        "Too many sign-in attempts: try again in {s} s.",
+    ),
     "board": ("Tableau", "Board"),
     "counter": ("Comptoir", "Counter"),
     "bench": ("Établi", "Bench"),

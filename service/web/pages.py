@@ -3,6 +3,7 @@ data comes from the same use cases as the API."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,8 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from domain.model import Actor, Tier
-from service.errors import AuthenticationFailed
+from service.errors import AuthenticationFailed, RateLimited
+from service.ratelimit import admit_sign_in
 from service.settings import Settings
 from service.uow import Database
 from service.usecases import board as board_usecase
@@ -88,18 +90,26 @@ class SignInPages(Controller):
         self, request: Request[Any, Any, Any], next_: Annotated[str | None, QueryParameter(name="next")] = None
     ) -> Template:
         language = language_of(request)
-        return _signin_page(language, _safe_next(next_), error=False)
+        return _signin_page(language, _safe_next(next_))
 
     @post("/signin", status_code=HTTP_303_SEE_OTHER)
     async def sign_in(self, request: Request[Any, Any, Any], data: SignInForm, state: State) -> Response[Any]:
         language = data.get("lang") if data.get("lang") in LANGUAGES else language_of(request)
         assert language is not None
+        t = translator(language)
         try:
+            await admit_sign_in(request, data.get("username", ""))
             async with state.db.transaction(write=False) as uow:
                 actor = await staff.authenticate(uow, data.get("username", ""), data.get("password", ""))
         except AuthenticationFailed:
-            template = _signin_page(language, _safe_next(data.get("next")), error=True)
+            template = _signin_page(language, _safe_next(data.get("next")), error=t("wrong_credentials"))
             template.status_code = 401
+            return template
+        except RateLimited as exc:
+            wait = math.ceil(exc.retry_after)
+            template = _signin_page(language, _safe_next(data.get("next")), error=t("too_many_sign_ins").format(s=wait))
+            template.status_code = 429
+            template.headers["Retry-After"] = str(wait)
             return template
         settings: Settings = state.settings
         until = state.clock() + timedelta(seconds=settings.token_ttl_seconds)
@@ -112,7 +122,7 @@ class SignInPages(Controller):
         return Redirect(SIGN_IN, status_code=HTTP_303_SEE_OTHER)
 
 
-def _signin_page(language: str, next_path: str, *, error: bool) -> Template:
+def _signin_page(language: str, next_path: str, *, error: str | None = None) -> Template:
     context = {"lang": language, "t": translator(language), "next": next_path, "error": error, "actor": None}
     return Template(template_name="signin.html.j2", context=context)
 

@@ -23,10 +23,9 @@ from domain.model import EventKind, Outcome, RepairJob, parse_ref
 from domain.pickup import WrongCode
 from domain.stages import Role, Stage
 from service.errors import RateLimited
-from service.ratelimit import PICKUP_IP, PICKUP_JOB, RateLimits
+from service.ratelimit import PICKUP_IP, PICKUP_JOB, RateLimits, client_ip
 from service.usecases import branches, jobs, pickup
 from service.web.desk import (
-    client_of,
     euros_input,
     helpers,
     is_htmx,
@@ -51,10 +50,10 @@ class TooFast(RateLimited):
     """This desk (its IP) or this job asked too often: the API's limits, not a pickup locked by wrong codes."""
 
 
-def _admit(limits: RateLimits, *checks: tuple[str, str]) -> None:
+async def _admit(limits: RateLimits, *checks: tuple[str, str]) -> None:
     try:
         for name, key in checks:
-            limits.check(name, key)
+            await limits.check(name, key)
     except RateLimited as exc:
         raise TooFast(exc.detail, retry_after=exc.retry_after) from exc
 
@@ -122,7 +121,7 @@ async def _lookup(
 ) -> Shown:
     if not typed or len(typed) > TYPED_MAX or "\x00" in typed:
         raise InvalidValue("code", "not a pickup code")
-    _admit(limits, (PICKUP_IP, client_of(request)))
+    await _admit(limits, (PICKUP_IP, client_ip(request)))
     code, ref = (typed, None) if by_code else (None, typed)
     async with page.db.transaction(write=False) as uow:
         job = await pickup.lookup(uow, page.actor, code=code, ref=ref, now=page.now, settings=page.settings)
@@ -150,7 +149,7 @@ async def _hand_over(
         raise InvalidValue("code", "not a pickup code")
     if reason is not None and page.actor.role is not Role.MANAGER:
         reason = None  # the form shows the field to managers only
-    _admit(limits, (PICKUP_IP, client_of(request)), (PICKUP_JOB, str(parse_ref(ref) or ref.strip().upper())))
+    await _admit(limits, (PICKUP_IP, client_ip(request)), (PICKUP_JOB, str(parse_ref(ref) or ref.strip().upper())))
     request_ = pickup.PickupRequest(code, paid, bool(form["id_checked"]), reason)
     return await pickup.hand_over(page.db, page.actor, ref, request_, now=page.now, settings=page.settings)
 
