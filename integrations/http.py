@@ -89,9 +89,14 @@ class HttpSettings:
         )
 
 
+def _unobserved(supplier: str, operation: str, outcome: str, seconds: float) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
-    """What tests replace: time, randomness, DNS and the transport (an `httpx.MockTransport`)."""
+    """What tests replace: time, randomness, DNS and the transport (an `httpx.MockTransport`); and who
+    hears of each call's outcome (the metrics)."""
 
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     uniform: Uniform = random.uniform
@@ -99,6 +104,7 @@ class Hooks:
     wall: Clock = time.time  # breaker times (shared between processes)
     resolver: AsyncResolver | None = None
     transport: httpx.AsyncBaseTransport | None = None
+    observe: Callable[[str, str, str, float], None] = _unobserved  # supplier, operation, outcome, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +360,9 @@ class SupplierHttp:
         pin(request, addresses[(attempt - 1) % len(addresses)].compressed, self._target.host)
 
     def _log_outcome(self, call: _Call, started: float, outcome: str, reason: str | None) -> None:
-        elapsed_ms = round((self._hooks.monotonic() - started) * 1000, 1)
+        elapsed = self._hooks.monotonic() - started
+        self._hooks.observe(self.supplier, call.operation, outcome, elapsed)
+        elapsed_ms = round(elapsed * 1000, 1)
         fields: dict[str, Any] = {
             "operation": call.operation,
             "status": call.status,

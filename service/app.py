@@ -35,6 +35,7 @@ from service.api.queue import QueueController
 from service.api.suppliers import SupplierController, WebhookController
 from service.api.tracking import JobTrackingController, TrackingController
 from service.logging import RequestIdMiddleware, configure_logging, response_tagger
+from service.metrics import MetricsController, request_metrics, share_between_processes
 from service.ratelimit import rate_limits
 from service.secrets import required_secrets
 from service.services import Clock, build_services, utc_now
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Built here, not at import: each server worker process gets its own pool and clients.
+        share_between_processes()
         services = build_services(settings, cipher, clock=clock)
         app.state.services = services
         app.state.db = services.db
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             BenchPages,
             LatePages,
             ManagerPages,
+            MetricsController,
             create_static_files_router(path="/static", directories=[WEB / "static"]),
         ],
         lifespan=[lifespan],
@@ -128,7 +131,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             "ctx": Provide(provide_ctx, sync_to_thread=False),
             **{name: Provide(provider, sync_to_thread=False) for name, provider in PAGE_DEPENDENCIES.items()},
         },
-        middleware=[session_config(settings).middleware],
+        middleware=[request_metrics().middleware, session_config(settings).middleware],
         csrf_config=csrf_config(settings),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         # Auth inserts its middleware first; the request id goes in front of it afterwards, so that

@@ -8,9 +8,11 @@ import json
 import logging.config
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -154,6 +156,17 @@ def _point_sandbox_webhooks(sandbox_url: str, atelier_url: str, tenants: dict[st
     click.echo("The supplier sandbox did not answer: its webhooks are not configured", err=True)
 
 
+def _share_metrics_directory() -> None:
+    """Several server processes: each counts its own requests, and `/metrics`, answered by any one of
+    them, must add them all up (prometheus_client's multiprocess mode, through files in a directory they
+    share). A fresh directory per run: files left by an earlier run would be counted again."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="atelier-metrics-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default ATELIER_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default ATELIER_PORT or 8000).")
@@ -164,6 +177,8 @@ def _point_sandbox_webhooks(sandbox_url: str, atelier_url: str, tenants: dict[st
 @click.option("--sandbox-port", type=int, default=9100, show_default=True, help="The demo's supplier sandbox port.")
 def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_port: int) -> None:
     """Run the API server."""
+    if workers > 1:
+        _share_metrics_directory()
     settings = _settings()
     webhook_secret = ""
     if demo:

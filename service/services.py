@@ -11,10 +11,12 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from integrations.http import Hooks
 from integrations.notify.email import EmailChannel, SmtpSettings
 from integrations.notify.sms import SmsChannel
 from integrations.resilience import BreakerStore, InMemoryRateLimiter, RateLimiter
 from integrations.suppliers.registry import SupplierClients
+from service.metrics import Metrics
 from service.persistence.db import create_engine
 from service.secrets import PasscodeCipher
 from service.settings import Settings
@@ -45,6 +47,7 @@ class Services:
     # Request rate limits, counted with the other processes' through Redis when it is configured.
     limiter: RateLimiter = field(default_factory=InMemoryRateLimiter)
     redis: Redis | None = None  # the shared state's client (breakers, rate limits)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
         await self.suppliers.aclose()
@@ -57,7 +60,9 @@ class Services:
         await self.db.engine.dispose()
 
 
-def supplier_clients(settings: Settings, breakers: BreakerStore, limiter: RateLimiter) -> SupplierClients:
+def supplier_clients(
+    settings: Settings, breakers: BreakerStore, limiter: RateLimiter, metrics: Metrics
+) -> SupplierClients:
     """One client per supplier for the process; its breaker and rate limit are shared by every process
     when the stores are Redis's."""
     return SupplierClients(
@@ -65,6 +70,7 @@ def supplier_clients(settings: Settings, breakers: BreakerStore, limiter: RateLi
         breakers=breakers,
         limiter=limiter,
         settings=settings.supplier_http,
+        hooks=Hooks(observe=metrics.supplier_call),
     )
 
 
@@ -87,5 +93,7 @@ def build_services(settings: Settings, cipher: PasscodeCipher, *, clock: Clock =
     db = Database(create_engine(settings))
     redis = shared_redis(settings.redis_url) if settings.redis_url else None
     breakers, limiter = shared_stores(redis)
-    suppliers = supplier_clients(settings, breakers, limiter)
-    return Services(settings, db, cipher, suppliers, clock, notification_channels(settings), limiter, redis)
+    metrics = Metrics()
+    suppliers = supplier_clients(settings, breakers, limiter, metrics)
+    channels = notification_channels(settings)
+    return Services(settings, db, cipher, suppliers, clock, channels, limiter, redis, metrics)

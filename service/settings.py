@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # address; a username's own limit slows a guess spread over many addresses (a real user waits seconds).
     sign_in_rate_per_minute_ip: int = Field(30, ge=1)
     sign_in_rate_per_minute_user: int = Field(10, ge=1)
+    # `/metrics` asks for this bearer token when set (else it is open: keep it off the public network).
+    metrics_token: SecretStr | None = None
     # Customers whose last job closed this many months ago are anonymised by the retention task.
     customer_retention_months: int = Field(36, ge=1, le=1200)
 

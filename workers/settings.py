@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.metrics import share_between_processes
 from service.secrets import required_secrets
 from service.services import build_services
 from service.settings import Settings
@@ -42,6 +43,7 @@ def redis_settings(url: str) -> RedisSettings:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    share_between_processes()  # the supplier calls' metrics, when the worker shares a metrics directory
     settings: Settings = ctx.get("settings") or Settings()
     _, cipher = required_secrets(settings)
     ctx["services"] = build_services(settings, cipher)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
 ATELIER = [sys.executable, "-m", "service.cli"]
 DEMO_USERS = ("desk.valence", "tech.valence", "desk.guilherand", "tech.guilherand", "manager")
@@ -238,3 +239,22 @@ def test_passcode_key_rotation(tmp_path: Path) -> None:
         # Counting the webhook secrets decrypts them: they too open under the new key alone.
         stored = httpx.get(f"{base}/api/v1/suppliers/{created.json()['id']}", headers=boss).json()
         assert (stored["has_api_key"], stored["webhook_secret_count"]) == (True, 1)
+
+
+def test_two_server_processes_answer_the_same_metrics(tmp_path: Path) -> None:
+    keys = {"ATELIER_JWT_SECRET": "s" * 40, "ATELIER_PASSCODE_KEYS": Fernet.generate_key().decode()}
+    with serving(["--workers", "2"], tmp_path, **keys) as (base, _), httpx.Client(base_url=base) as client:
+        for _ in range(30):  # spread over both processes by the kernel
+            assert client.get("/health/live").status_code == 200
+        # Whichever process answers the scrape, it counts every process's requests.
+        counted = {_live_requests(client.get("/metrics").text) for _ in range(6)}
+    assert counted == {30.0}
+
+
+def _live_requests(exposition: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "atelier_requests_total" and sample.labels.get("path") == "/health/live"
+    )
