@@ -1,5 +1,5 @@
-"""Redis goes away while the shop takes devices in: intake still succeeds, and the work it created
-(the customer's message) waits in the outbox until Redis is back, then reaches the queue."""
+"""Redis goes away while the shop takes devices in: intake, sign-in and stage moves still succeed, and the
+work they created (the customer's message) waits in the outbox until Redis is back, then reaches the queue."""
 
 from __future__ import annotations
 
@@ -94,6 +94,12 @@ def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
         stdin="a-long-password\n",
     )
     assert made.returncode == 0, made.stderr
+    made = run(
+        ["user", "create", "--username", "tech.tain", "--role", "technician", "--branch", "tain", "--password-stdin"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert made.returncode == 0, made.stderr
     with serving([], tmp_path, **keys) as (base, _):
         desk = {"Authorization": f"Bearer {token(base, 'desk.tain', 'a-long-password')}"}
         private_redis.stop()
@@ -101,6 +107,15 @@ def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
         response = httpx.post(f"{base}/api/v1/jobs", json=INTAKE, headers=desk, timeout=30)
         assert response.status_code == 201, response.text  # the shop keeps working
         assert httpx.get(f"{base}/health/ready").status_code == 503  # and says Redis is down
+        # Signing in (its rate limits fall back to the process's own buckets) and moving the job work too.
+        tech = {"Authorization": f"Bearer {token(base, 'tech.tain', 'a-long-password')}"}
+        moved = httpx.post(
+            f"{base}/api/v1/jobs/{response.json()['ref']}/transitions",
+            json={"to": "diagnosing"},
+            headers={**tech, "If-Match": response.headers["etag"]},
+            timeout=30,
+        )
+        assert moved.status_code == 200, moved.text
 
         private_redis.start()
         deadline = time.monotonic() + 30
