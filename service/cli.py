@@ -373,14 +373,29 @@ def user_create(username: str, role: str, branch_code: str | None, password_stdi
     """Create a staff user (asks for the password)."""
     from service.usecases.staff import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin)
     _in_transaction(
         _settings(), lambda uow: create_user(uow, username, password, Role(role), branch_code, now=utc_now())
     )
     click.echo(f"user {username} created")
+
+
+@user.command("password")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_password(username: str, password_stdin: bool) -> None:
+    """Set a staff user's password (asks for it)."""
+    from service.usecases.staff import set_password
+
+    password = _new_password(password_stdin)
+    _in_transaction(_settings(), lambda uow: set_password(uow, username, password))
+    click.echo(f"password of {username} changed")
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 # --- sandbox -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -82,6 +82,9 @@ class UserRepository:
         }
         user_id: int = (await self._conn.execute(user_t.insert().values(**values).returning(user_t.c.id))).scalar_one()
         return user_id
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._conn.execute(update(user_t).where(user_t.c.id == user_id).values(password_hash=password_hash))
 
 
 class CustomerRepository:

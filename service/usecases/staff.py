@@ -8,7 +8,7 @@ from datetime import datetime
 import anyio
 
 from domain.calendar import OpeningHours, zone
-from domain.errors import InvalidValue, RuleConflict
+from domain.errors import InvalidValue, NotFound, RuleConflict
 from domain.model import Actor, Branch
 from domain.stages import Role
 from service.errors import AuthenticationFailed
@@ -50,6 +50,17 @@ async def create_user(
     if await uow.users.by_username(username) is not None:
         raise RuleConflict(f"user {username} already exists")
     return await uow.users.add(username, hash_password(password), role, branch_id, now)
+
+
+async def set_password(uow: UnitOfWork, username: str, password: str) -> None:
+    """A new password (forgotten, or a leak suspected). Tokens already issued run to the end of their
+    shift; rotate ATELIER_JWT_SECRET to end them all at once."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidValue("password", f"at least {MIN_PASSWORD_LENGTH} characters")
+    user = await uow.users.by_username(username)
+    if user is None:
+        raise NotFound(f"no user {username}")
+    await uow.users.set_password_hash(user.id, hash_password(password))
 
 
 async def authenticate(uow: UnitOfWork, username: str, password: str) -> Actor:

@@ -184,8 +184,13 @@ def test_branch_and_user_commands_then_sign_in(tmp_path: Path) -> None:
         stdin="a-long-password\n",
     )
     assert nobranch.returncode != 0
+    changed = run(["user", "password", "--username", "desk.tain", "--password-stdin"], tmp_path, stdin="another-pass\n")
+    assert changed.returncode == 0, changed.stderr
+    nobody = run(["user", "password", "--username", "nobody", "--password-stdin"], tmp_path, stdin="another-pass\n")
+    assert nobody.returncode != 0 and "no user nobody" in nobody.stderr
     with serving([], tmp_path, **keys) as (base, _):
-        assert token(base, "desk.tain", "a-long-password") is not None
+        assert token(base, "desk.tain", "another-pass") is not None
+        assert token(base, "desk.tain", "a-long-password") is None  # the old password no longer works
         assert token(base, "desk.tain", "wrong-password") is None
 
 
