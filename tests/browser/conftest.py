@@ -14,7 +14,9 @@ import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -68,15 +70,28 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-@pytest.fixture
-async def page(browser: Browser, live_server: str) -> AsyncIterator[Page]:
-    """A fresh browser context at 768 px wide (a bench tablet), on the live server."""
-    context = await browser.new_context(base_url=live_server, viewport={"width": 768, "height": 1024})
-    opened = await context.new_page()
+@asynccontextmanager
+async def new_page(browser: Browser, base_url: str, **options: Any) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (its own cookies: another member of staff, another device)
+    768 px wide, a bench tablet's width."""
+    context = await browser.new_context(base_url=base_url, viewport={"width": 768, "height": 1024}, **options)
     try:
-        yield opened
+        yield await context.new_page()
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, live_server: str) -> AsyncIterator[Page]:
+    async with new_page(browser, live_server) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def no_script(browser: Browser, live_server: str) -> AsyncIterator[Page]:
+    """A page with JavaScript off (an old counter terminal, or HTMX failing to load): plain forms."""
+    async with new_page(browser, live_server, java_script_enabled=False) as opened:
+        yield opened
 
 
 async def screenshot(page: Page, name: str) -> Path:

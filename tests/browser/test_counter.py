@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from tests.api.helpers import advance_to, create_job, get_job, imei, list_refs, pickup_code
 from tests.browser.conftest import screenshot
@@ -218,22 +218,16 @@ async def test_a_technician_is_told_the_pickup_desk_is_not_theirs(page: Page) ->
     await expect(page.get_by_role("alert")).to_contain_text("Not allowed for your role")
 
 
-async def test_the_pickup_desk_works_without_javascript_as_plain_forms(
-    browser: Browser, live_server: str, api: Api
-) -> None:
-    """An old counter terminal, or HTMX failing to load: every step is a page of its own."""
+async def test_the_pickup_desk_works_without_javascript_as_plain_forms(no_script: Page, api: Api) -> None:
+    """Every step is a page of its own."""
     job = await advance_to(api, await create_job(api), "ready_for_pickup")
-    context = await browser.new_context(base_url=live_server, java_script_enabled=False)
-    try:
-        page = await context.new_page()
-        await sign_in(page, "desk.valence")
-        await page.goto("/app/pickup")
-        await page.get_by_label(TYPED).fill(await pickup_code(api, job["ref"]))
-        await page.get_by_label(TYPED).press("Enter")
-        await expect(page).to_have_url(re.compile(r"/app/pickup/find\?code="))
-        await expect(page.locator("[data-slot]")).to_have_text(job["pickup_slot"])
-        await page.get_by_role("button", name=HAND_OVER).click()
-        await expect(page.locator("[data-done]")).to_contain_text(f"{job['ref']} remis au client")
-    finally:
-        await context.close()
+    page = no_script
+    await sign_in(page, "desk.valence")
+    await page.goto("/app/pickup")
+    await page.get_by_label(TYPED).fill(await pickup_code(api, job["ref"]))
+    await page.get_by_label(TYPED).press("Enter")
+    await expect(page).to_have_url(re.compile(r"/app/pickup/find\?code="))
+    await expect(page.locator("[data-slot]")).to_have_text(job["pickup_slot"])
+    await page.get_by_role("button", name=HAND_OVER).click()
+    await expect(page.locator("[data-done]")).to_contain_text(f"{job['ref']} remis au client")
     assert (await get_job(api, "desk.valence", job["ref"]))["stage"] == "collected"

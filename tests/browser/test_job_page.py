@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from domain.parts import format_po
 from tests.api.helpers import create_job, events, get_job, if_match, move
@@ -209,27 +209,21 @@ async def test_a_refused_change_is_explained_on_the_page(page: Page, api: Api) -
     await expect(page.get_by_role("alert")).to_contain_text("does not exist")
 
 
-async def test_the_estimate_editor_works_without_javascript(browser: Browser, live_server: str, api: Api) -> None:
+async def test_the_estimate_editor_works_without_javascript(no_script: Page, api: Api) -> None:
     job = await move(api, TECH, await create_job(api), "diagnosing")
-    context = await browser.new_context(
-        base_url=live_server, java_script_enabled=False, viewport={"width": 768, "height": 1024}
-    )
-    page = await context.new_page()
-    try:
-        await sign_in(page, TECH, language="en")
-        await open_job(page, job["ref"])
-        await page.get_by_label("Description 1").fill("Screen")
-        await page.get_by_label("Unit price (€) 1").fill("89")
-        await page.get_by_role("button", name="Add a line").click()  # the whole page again, one row more
-        await expect(page.get_by_label("Description 1")).to_have_value("Screen")
-        await page.get_by_label("Description 2").fill("Fitting")
-        await page.get_by_label("Unit price (€) 2").fill("30")
-        await page.get_by_role("button", name="Save the estimate").click()
+    page = no_script
+    await sign_in(page, TECH, language="en")
+    await open_job(page, job["ref"])
+    await page.get_by_label("Description 1").fill("Screen")
+    await page.get_by_label("Unit price (€) 1").fill("89")
+    await page.get_by_role("button", name="Add a line").click()  # the whole page again, one row more
+    await expect(page.get_by_label("Description 1")).to_have_value("Screen")
+    await page.get_by_label("Description 2").fill("Fitting")
+    await page.get_by_label("Unit price (€) 2").fill("30")
+    await page.get_by_role("button", name="Save the estimate").click()
 
-        await expect(page).to_have_url(f"/app/jobs/{job['ref']}")  # redirected: a reload posts nothing again
-        await expect(page.locator("[data-total]")).to_have_text("€119.00")
-    finally:
-        await context.close()
+    await expect(page).to_have_url(f"/app/jobs/{job['ref']}")  # redirected: a reload posts nothing again
+    await expect(page.locator("[data-total]")).to_have_text("€119.00")
 
 
 async def test_a_chain_wide_manager_names_the_branch_of_the_bench(page: Page, api: Api) -> None:
@@ -332,31 +326,25 @@ async def test_the_front_desk_counts_a_delivery_in_but_neither_adds_nor_orders(
 
 
 async def test_a_part_is_added_without_javascript_and_a_malformed_number_is_explained(
-    browser: Browser, live_server: str, api: Api
+    no_script: Page, api: Api
 ) -> None:
     await add_part(api)
     job = await move(api, TECH, await create_job(api), "diagnosing")
-    context = await browser.new_context(
-        base_url=live_server, java_script_enabled=False, viewport={"width": 768, "height": 1024}
-    )
-    page = await context.new_page()
-    try:
-        await sign_in(page, TECH, language="en")
-        await open_job(page, job["ref"])
-        await page.get_by_label("Part number (catalogue)").fill("screen oled!")
-        await page.get_by_label("Quantity", exact=True).fill("2")
-        await page.get_by_role("button", name="Add a part").click()
-        await expect(page.locator("#parts [role=alert]")).to_contain_text("sku: ")
-        await expect(page.get_by_label("Part number (catalogue)")).to_have_value("screen oled!")
-        assert (await job_parts(api, job["ref"]))["lines"] == []
+    page = no_script
+    await sign_in(page, TECH, language="en")
+    await open_job(page, job["ref"])
+    await page.get_by_label("Part number (catalogue)").fill("screen oled!")
+    await page.get_by_label("Quantity", exact=True).fill("2")
+    await page.get_by_role("button", name="Add a part").click()
+    await expect(page.locator("#parts [role=alert]")).to_contain_text("sku: ")
+    await expect(page.get_by_label("Part number (catalogue)")).to_have_value("screen oled!")
+    assert (await job_parts(api, job["ref"]))["lines"] == []
 
-        await page.get_by_label("Part number (catalogue)").fill(SKU)
-        await page.get_by_role("button", name="Add a part").click()
+    await page.get_by_label("Part number (catalogue)").fill(SKU)
+    await page.get_by_role("button", name="Add a part").click()
 
-        await expect(page).to_have_url(f"/app/jobs/{job['ref']}")  # redirected: a reload posts nothing again
-        await expect(page.locator("article.part h3")).to_contain_text(f"{SKU} \u00d7 2")
-        await expect(page.locator(".stage-now")).to_have_text("Awaiting parts")
-        (line,) = (await job_parts(api, job["ref"]))["lines"]
-        assert (line["sku"], line["quantity"], line["status"]) == (SKU, 2, "needed")
-    finally:
-        await context.close()
+    await expect(page).to_have_url(f"/app/jobs/{job['ref']}")  # redirected: a reload posts nothing again
+    await expect(page.locator("article.part h3")).to_contain_text(f"{SKU} \u00d7 2")
+    await expect(page.locator(".stage-now")).to_have_text("Awaiting parts")
+    (line,) = (await job_parts(api, job["ref"]))["lines"]
+    assert (line["sku"], line["quantity"], line["status"]) == (SKU, 2, "needed")

@@ -24,7 +24,7 @@ from service.settings import Settings
 from service.web.i18n import stage_name
 from tests.api.helpers import get_job, imei
 from tests.api.parts_helpers import SKU, add_part, add_supplier, at, job_parts, new_tenant, pin_stock, sandbox_orders
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import new_page, screenshot
 from tests.browser.test_counter import HAND_OVER, TAKE_IN, TYPED, fill_intake, wrong_check_digit
 from tests.browser.test_pages import sign_in
 from tests.conftest import PASSWORD, Api, FakeClock
@@ -36,18 +36,10 @@ PHONE = "+33612345678"  # "06 12 34 56 78" as fill_intake types it
 PARIS = ZoneInfo("Europe/Paris")
 
 
-async def open_page(browser: Browser, live_server: str) -> AsyncIterator[Page]:
-    context = await browser.new_context(base_url=live_server, viewport={"width": 768, "height": 1024})
-    try:
-        yield await context.new_page()
-    finally:
-        await context.close()
-
-
 @pytest.fixture
 async def bench(browser: Browser, live_server: str) -> AsyncIterator[Page]:
     """The technician's tablet: a browser of its own beside the counter's (`page`)."""
-    async for opened in open_page(browser, live_server):
+    async with new_page(browser, live_server) as opened:
         yield opened
 
 

@@ -22,15 +22,11 @@ from arq.worker import Worker
 from sqlalchemy import update
 
 from integrations.http import HttpSettings
-from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
 from integrations.sandbox.catalogue import seeded
-from integrations.suppliers.registry import SupplierClients
-from service.persistence.db import create_engine
 from service.persistence.tables import order_t
 from service.secrets import required_secrets
 from service.services import Services, build_services
 from service.settings import Settings
-from service.uow import Database
 from service.usecases import polling as polling_usecase
 from service.usecases.polling import PollReport, poll_due_suppliers, poll_supplier
 from tests.api.parts_helpers import (
@@ -58,6 +54,7 @@ from tests.api.parts_helpers import (
     supplier_skus,
 )
 from tests.conftest import Api, FakeClock
+from tests.integration.worker_support import worker_services
 from tests.redis_support import flushed_redis, redis_settings
 from tests.sandbox_fixture import SandboxServer
 from workers.queue import ArqQueue
@@ -70,17 +67,9 @@ REDIS_DB = 7  # this module's own Redis database
 async def services(settings: Settings, clock: FakeClock, clean_db: None) -> AsyncIterator[Services]:
     """What a worker holds, on the test's clock; supplier calls retry fast and the breaker cools down
     in a second, so a healed supplier is polled again within the test."""
-    _, cipher = required_secrets(settings)
     http = HttpSettings(deadline=15, max_attempts=3, backoff_base=0.05, backoff_cap=0.2, breaker_cool_down=1.0)
-    clients = SupplierClients(
-        allow_private=True, breakers=InMemoryBreakerStore(), limiter=InMemoryRateLimiter(), settings=http
-    )
-    built = Services(settings=settings, db=Database(create_engine(settings)), cipher=cipher, suppliers=clients)
-    built.clock = clock
-    try:
+    async with worker_services(settings, clock, http) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 async def poll(services: Services, supplier_id: int, clock: FakeClock, minutes: float = 5) -> PollReport:

@@ -14,16 +14,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from integrations.http import HttpSettings
-from integrations.resilience import InMemoryBreakerStore, InMemoryRateLimiter
-from integrations.suppliers.registry import SupplierClients
-from service.persistence.db import create_engine
-from service.secrets import required_secrets
 from service.services import Services
 from service.settings import Settings
-from service.uow import Database
 from service.usecases.polling import PollReport, poll_supplier
 from tests.api.parts_helpers import MANAGER, SUPPLIERS, PlacedOrder, place_order
 from tests.conftest import Api, FakeClock
+from tests.integration.worker_support import worker_services
 from tests.sandbox_fixture import SandboxServer
 
 DEADLINE = 3.0  # each call's, retries included: the latency supplier must cost no more than this
@@ -40,7 +36,6 @@ HEALED = {"error_rate": 0.0, "latency_ms": 0, "rate_429": 0.0, "malformed_rate":
 @pytest.fixture
 async def services(settings: Settings, clock: FakeClock, clean_db: None) -> AsyncIterator[Services]:
     """A worker's services with short timeouts, a quick breaker and a one-second cool-down."""
-    _, cipher = required_secrets(settings)
     http = HttpSettings(
         connect_timeout=1.0,
         read_timeout=1.0,
@@ -51,15 +46,8 @@ async def services(settings: Settings, clock: FakeClock, clean_db: None) -> Asyn
         breaker_failure_threshold=3,
         breaker_cool_down=1.0,
     )
-    clients = SupplierClients(
-        allow_private=True, breakers=InMemoryBreakerStore(), limiter=InMemoryRateLimiter(), settings=http
-    )
-    built = Services(settings=settings, db=Database(create_engine(settings)), cipher=cipher, suppliers=clients)
-    built.clock = clock
-    try:
+    async with worker_services(settings, clock, http) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 async def poll_all(services: Services, placed: dict[str, PlacedOrder], clock: FakeClock) -> dict[str, PollReport]:
