@@ -13,6 +13,7 @@ from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -52,6 +53,18 @@ from service.web.session import csrf_config, session_config
 from workers.background import background_work
 
 WEB = Path(__file__).parent / "web"  # templates and static files of the staff pages
+
+
+class JsonSafeRequest(Request[Any, Any, Any]):
+    """Litestar turns only the decoder's own error into a 400: a body nested past its depth
+    (RecursionError) or not UTF-8 (UnicodeDecodeError) would reach the 500 handler. Both are the client's
+    malformed JSON."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except (RecursionError, UnicodeDecodeError) as exc:
+            raise ClientException("the body is not valid JSON", status_code=400) from exc
 
 
 def _request_id_outermost(app_config: AppConfig) -> AppConfig:
@@ -140,6 +153,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         before_send=[response_tagger(structlog.get_logger("atelier.access").bind())],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        request_class=JsonSafeRequest,
         # What handlers without a staff user (supplier webhooks) need.
         state=State({"jwt_auth": jwt_auth, "cipher": cipher, "clock": clock, "settings": settings}),
         openapi_config=OpenAPIConfig(

@@ -119,7 +119,7 @@ async def _read_answer(request: Request[Any, Any, Any], form: bool) -> tuple[boo
     else:
         try:
             candidate = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past the decoder's depth
             raise ValidationException('the body is not JSON: send {"approved": true or false}') from exc
         lang = None
     try:

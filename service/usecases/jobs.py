@@ -216,20 +216,23 @@ async def assign(
     uow: UnitOfWork, actor: Actor, ref: str, expected_version: int, technician: str | None, *, now: datetime
 ) -> RepairJob:
     job = await _for_change(uow, actor, ref, expected_version)
-    assignee = await _assignee(uow, job, technician)
+    assignee = await _assignee(uow, actor, job, technician)
     job.assign(actor, assignee, now)
     await uow.jobs.save(job, expected_version)
     return job
 
 
-async def _assignee(uow: UnitOfWork, job: RepairJob, username: str | None) -> Assignee | None:
+async def _assignee(uow: UnitOfWork, actor: Actor, job: RepairJob, username: str | None) -> Assignee | None:
     if username is None:
         return None
     user = await uow.users.by_username(username)
+    unknown = InvalidValue("technician", "no active technician by that name")
     if user is None or not user.active or user.role not in _ASSIGNABLE_ROLES:
-        raise InvalidValue("technician", "no active technician by that name")
+        raise unknown
     if user.branch_id not in (None, job.branch_id):
-        raise InvalidValue("technician", "the technician works at another branch")
+        # Another branch's staff do not exist for a branch's own staff (as its jobs do not): only a
+        # chain-wide manager, who sees every branch, is told why.
+        raise InvalidValue("technician", "the technician works at another branch") if actor.chain_wide else unknown
     return Assignee(user.id, user.username)
 
 

@@ -76,7 +76,10 @@ def rows_of(lines: Sequence[EstimateLine], language: str) -> list[EstimateRow]:
 
 
 def rows_from_form(form: Mapping[str, str]) -> list[EstimateRow]:
-    """The editor's rows from its fields (`kind-N`, `description-N`, `quantity-N`, `price-N`), in order."""
+    """The editor's rows from its fields (`kind-N`, `description-N`, `quantity-N`, `price-N`), in order.
+
+    One row more than an estimate takes is kept: a form with too many rows is then refused by the API's
+    rules (`lines_from_rows`), never cut to the first MAX_ROWS and saved without the rest."""
     indexes = sorted(
         {int(key.split("-", 1)[1]) for key in form if key.startswith("description-") and key[12:].isdigit()}
     )
@@ -87,7 +90,7 @@ def rows_from_form(form: Mapping[str, str]) -> list[EstimateRow]:
             form.get(f"quantity-{i}", "1"),
             form.get(f"price-{i}", ""),
         )
-        for i in indexes[:MAX_ROWS]
+        for i in indexes[: MAX_ROWS + 1]
     ]
 
 
