@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # The longest an arq task may run; a worker killed mid-task leaves it to be re-run after this + 10 s.
     worker_job_timeout_seconds: int = Field(120, ge=1, le=3600)
+    # Tasks one worker runs at once. They wait on suppliers and gateways, not the CPU: with arq's 10, a
+    # burst of re-sourcing tasks asking slow suppliers held every slot and customers' messages waited.
+    worker_max_jobs: int = Field(50, ge=1, le=1000)
     # Without Redis, `serve` runs the workers' tasks in-process (one machine, SQLite). Tests turn it off.
     embedded_worker: bool = True
 

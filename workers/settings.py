@@ -96,4 +96,5 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "functions": functions(timeout),
         "cron_jobs": cron_jobs(timeout),
         "job_timeout": timeout,
+        "max_jobs": settings.worker_max_jobs,
     }
