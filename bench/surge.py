@@ -6,7 +6,7 @@ Atelier on this machine, with a consistency check of the database after every st
 
 Needs PostgreSQL and Redis. The database (--database-url, default
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench_surge) is created if missing and RESET (schema `public`
-dropped); Redis (--redis-url, default redis://127.0.0.1:6393/0) has that database FLUSHED (queues and
+dropped); Redis (--redis-url, default redis://127.0.0.1:6379/15) has that database FLUSHED (queues and
 rate-limit buckets of an earlier run would leak into this one). Neither may be one you care about.
 
 What runs (each in its own session, all stopped however the run ends):
@@ -103,7 +103,7 @@ from integrations.webhooks import new_secret
 
 BENCH = ROOT / "bench"
 DEFAULT_DB = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_surge"
-DEFAULT_REDIS = "redis://127.0.0.1:6393/0"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/15"  # a database of its own: it is flushed
 PASSWORD = "bench-password-not-secret"  # the bench database is thrown away on every run
 MANAGER = "surge.manager"
 SKU = "IPH13-SCREEN-OLED"  # every sandbox tenant carries it
