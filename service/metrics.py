@@ -50,7 +50,7 @@ def share_between_processes() -> None:
     server forks its workers from a process that had imported it. So choose again, in each process,
     before its first metric is made."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        values.ValueClass = values.get_value_class()
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def request_metrics() -> PrometheusConfig:

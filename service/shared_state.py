@@ -73,7 +73,10 @@ return string.format('%.6f', wait)
 def shared_redis(url: str) -> Redis:
     """A client for the shared state: short timeouts, so that a hung Redis falls back quickly. No
     connection is made here (the first command connects), so building it does no I/O."""
-    return Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    client: Redis = Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
+    return client
 
 
 def _dump(state: BreakerState) -> str:
