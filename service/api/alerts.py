@@ -14,6 +14,7 @@ from litestar.params import FromPath, QueryParameter
 from domain.errors import NotFound
 from domain.model import format_ref
 from service.api.context import RequestContext
+from service.api.openapi import AUTH, problems
 from service.persistence.escalations import Alert
 
 
@@ -50,7 +51,7 @@ class AlertController(Controller):
     path = "/api/v1/alerts"
     tags = ["alerts"]
 
-    @get("/")
+    @get("/", responses=problems(*AUTH, 422))
     async def list_alerts(
         self,
         ctx: NamedDependency[RequestContext],
@@ -62,7 +63,7 @@ class AlertController(Controller):
             found = await uow.alerts.feed(ctx.actor, limit=limit, unacknowledged_only=unacknowledged)
         return [alert_out(a) for a in found]
 
-    @post("/{alert_id:int}/acknowledge", status_code=200)
+    @post("/{alert_id:int}/acknowledge", status_code=200, responses=problems(*AUTH, 404))
     async def acknowledge(self, alert_id: FromPath[int], ctx: NamedDependency[RequestContext]) -> AlertOut:
         """Seen and handled: the first acknowledgement (who, when) is kept; another branch's alert is 404."""
         async with ctx.db.transaction() as uow:

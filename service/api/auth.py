@@ -14,11 +14,11 @@ from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.middleware import AuthenticationResult
-from litestar.params import JSONBody
 from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 from domain.model import Actor
 from domain.stages import Role
+from service.api.openapi import BODY, ClosedJSON, PublicOperation, problems
 from service.api.schemas import TokenIn, TokenOut
 from service.ratelimit import admit_sign_in
 from service.uow import Database
@@ -86,9 +86,15 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/token", status_code=200, opt={"public": True}, security=[])
+    @post(
+        "/token",
+        status_code=200,
+        opt={"public": True},
+        operation_class=PublicOperation,
+        responses=problems(*BODY, 401, 429),
+    )
     async def token(
-        self, data: JSONBody[TokenIn], db: NamedDependency[Database], request: Request[Any, Any, Any]
+        self, data: ClosedJSON[TokenIn], db: NamedDependency[Database], request: Request[Any, Any, Any]
     ) -> TokenOut:
         """Exchange a username and password for a bearer token. 429 with Retry-After past the sign-in
         limits (per address and per username)."""

@@ -6,35 +6,42 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
+from annotated_types import Interval, Len
 from litestar import Controller, get, patch
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
-from pydantic import BeforeValidator, Field, StringConstraints
+from litestar.params import FromPath, KwargDefinition, QueryParameter
+from pydantic import field_validator
 
-from domain.branches import MAX_SLOTS
+from domain.branches import MAX_EXPRESS_CAPACITY, MAX_SLOT_LENGTH, MAX_SLOTS
 from service.api.context import RequestContext
-from service.api.jobs import NO_NUL
-from service.api.schemas import Body
+from service.api.openapi import AUTH, BODY, FILLED, NO_NUL, ClosedJSON, problems, schema
+from service.api.routing import ApiController
+from service.api.schemas import Body, Number
 from service.persistence.branches import BranchSettings
 from service.settings import Settings
 from service.usecases import branches, express
 
-# Bounded here; the rules (unique, 1 to 20 characters, at least one) are the domain's (`domain.branches`).
-SlotNames = Annotated[list[Annotated[str, StringConstraints(max_length=100)]], Field(max_length=MAX_SLOTS)]
-
-
-def _only_int(value: Any) -> Any:
-    # Litestar validates bodies with strict=False, which would take "5" or true for a number.
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError("must be a whole number or null")
-    return value
+# The domain's rules (`domain.branches`: 1 to 500 unique names of 1 to 20 characters), as the schema says them;
+# the domain checks them (its errors name `storage_slots`), the name's length as sent is checked here.
+SlotName = Annotated[str, KwargDefinition(min_length=1, max_length=MAX_SLOT_LENGTH, pattern=FILLED)]
+SlotNames = Annotated[list[SlotName], Len(1, MAX_SLOTS), schema(uniqueItems=True)]
+Capacity = Annotated[int, Number, Interval(ge=0, le=MAX_EXPRESS_CAPACITY)]
 
 
 class BranchSettingsIn(Body):
     """Only the settings sent change; null puts one back to the chain's default."""
 
-    express_capacity: Annotated[int | None, BeforeValidator(_only_int)] = None
+    express_capacity: Capacity | None = None
     storage_slots: SlotNames | None = None
+
+    @field_validator("storage_slots", mode="before")
+    @classmethod
+    def _names_as_sent(cls, value: Any) -> Any:
+        # Before stripping: 21 characters with a space around are not a valid name, as the schema says.
+        for index, name in enumerate(value if isinstance(value, list) else []):
+            if isinstance(name, str) and len(name) > MAX_SLOT_LENGTH:
+                raise ValueError(f"slot {index + 1}: a slot name has 1 to {MAX_SLOT_LENGTH} characters")
+        return value
 
     def to_change(self) -> branches.SettingsChange:
         sent = self.model_fields_set
@@ -79,20 +86,20 @@ def branch_out(found: BranchSettings, settings: Settings) -> BranchOut:
     )
 
 
-class BranchController(Controller):
+class BranchController(ApiController):
     path = "/api/v1/branches"
     tags = ["branches"]
 
-    @get("/{code:str}")
+    @get("/{code:str}", responses=problems(*AUTH, 404))
     async def get_branch(self, code: FromPath[str], ctx: NamedDependency[RequestContext]) -> BranchOut:
         """The branch's settings, for its staff and chain-wide managers (another branch is 404)."""
         async with ctx.db.transaction(write=False) as uow:
             found = await branches.get_settings(uow, ctx.actor, code)
         return branch_out(found, ctx.settings)
 
-    @patch("/{code:str}")
+    @patch("/{code:str}", responses=problems(*AUTH, *BODY, 403, 404))
     async def update_branch(
-        self, code: FromPath[str], data: JSONBody[BranchSettingsIn], ctx: NamedDependency[RequestContext]
+        self, code: FromPath[str], data: ClosedJSON[BranchSettingsIn], ctx: NamedDependency[RequestContext]
     ) -> BranchOut:
         """A manager sets the branch's express capacity a day and its storage slots (null: the default)."""
         async with ctx.db.transaction() as uow:
@@ -104,7 +111,7 @@ class ExpressController(Controller):
     path = "/api/v1/express"
     tags = ["branches"]
 
-    @get("/capacity")
+    @get("/capacity", responses=problems(*AUTH, 404, 422))
     async def capacity(
         self,
         ctx: NamedDependency[RequestContext],

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from service.api.context import RequestContext
+from service.api.openapi import AUTH, problems
 from service.usecases import customers
 
 
@@ -24,7 +25,7 @@ class CustomerController(Controller):
     path = "/api/v1/customers"
     tags = ["customers"]
 
-    @post("/{customer_id:int}/erasure", status_code=200)
+    @post("/{customer_id:int}/erasure", status_code=200, responses=problems(*AUTH, 403, 404, 409))
     async def erase(self, customer_id: FromPath[int], ctx: NamedDependency[RequestContext]) -> ErasureOut:
         """A manager anonymises a customer with no open job (name, phone, email, device identifiers). Asking
         again answers the same. A branch's manager sees only customers with a job at their branch."""

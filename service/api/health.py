@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from sqlalchemy import text
 
+from service.api.openapi import PublicOperation, problems
 from service.api.problems import problem
 from service.uow import Database
 
@@ -17,11 +18,11 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]
 
-    @get("/live", opt={"public": True}, security=[])
+    @get("/live", opt={"public": True}, operation_class=PublicOperation)
     async def live(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", opt={"public": True}, security=[])
+    @get("/ready", opt={"public": True}, operation_class=PublicOperation, responses=problems(503))
     async def ready(self, db: NamedDependency[Database], request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         """The database, and Redis when one is configured (the workers' queue)."""
         checks = {"database": await _database(db)}

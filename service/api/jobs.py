@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 
 from domain.errors import InvalidValue, VersionConflict
 from domain.model import Actor, RepairJob, Tier, parse_ref
 from domain.stages import Stage
 from service.api.context import RequestContext
+from service.api.openapi import AUTH, BODY, NO_NUL, ClosedJSON, problems
+from service.api.routing import ApiController
 from service.api.schemas import (
     ApprovalIn,
     AssignmentIn,
@@ -39,7 +42,6 @@ from service.uow import UnitOfWork
 from service.usecases import express, jobs, tracking
 
 MAX_PAGE = 100
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 _ETAG_PREFIX = '"v'
 
 
@@ -47,18 +49,30 @@ def etag(version: int) -> str:
     return f'{_ETAG_PREFIX}{version}"'
 
 
+# The answer is built from a stored body (Idempotency-Key), so the handler returns `Response[Any]`: say what it is.
+INTAKE_ANSWER = ResponseSpec(JobOut, description="The job taken in, with its link and today's express slots left")
+# A guarded change of a job: who may, the job's state, and the If-Match version it names.
+CHANGE = problems(*AUTH, *BODY, 403, 404, 409, 412, 428)
+
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False, max_length=200)]
 
 
 def expected_version_from(if_match: str | None) -> int:
     """The version the caller last saw; every change of a job must say which one it changes."""
-    if not if_match or if_match.strip() == "*":
+    if if_match is None or if_match.strip() in ("", "*"):
         raise HTTPException(status_code=428, detail="send If-Match with the job's current ETag")
     for candidate in if_match.split(","):
         tag = candidate.strip()
         if tag.startswith(_ETAG_PREFIX) and tag.endswith('"') and tag[2:-1].isdigit():
             return int(tag[2:-1])
     raise VersionConflict("If-Match does not name a current version of this job")
+
+
+def optional_version_from(if_match: str | None) -> int | None:
+    """For a change an If-Match guards only when sent: absent, blank or `*` (any version) guards nothing."""
+    if if_match is None or if_match.strip() in ("", "*"):
+        return None
+    return expected_version_from(if_match)
 
 
 async def _change(
@@ -83,23 +97,30 @@ def _fingerprint(raw: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+def one_or_more_of(values: Iterable[str]) -> str:
+    """The pattern of a comma-separated filter (`received,on_hold`), empty for none."""
+    one = "|".join(values)
+    return rf"^(?:(?:{one})(?:,(?:{one}))*)?$"
+
+
 def _parse_stages(raw: str | None) -> list[Stage]:
+    # As the documented pattern says it, so the schema and the check agree (`$` lets a final newline through).
     if not raw:
         return []
     try:
-        return [Stage(part.strip()) for part in raw.split(",") if part.strip()]
+        return [Stage(part) for part in raw.split(",")]
     except ValueError as exc:
         raise InvalidValue("stage", f"one or more of: {', '.join(s.value for s in Stage)}") from exc
 
 
-class JobController(Controller):
+class JobController(ApiController):
     path = "/api/v1/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses={201: INTAKE_ANSWER, **problems(*AUTH, *BODY, 403, 404, 409)})
     async def intake(
         self,
-        data: JSONBody[IntakeIn],
+        data: ClosedJSON[IntakeIn],
         request: Request[Actor, Any, Any],
         ctx: NamedDependency[RequestContext],
         idempotency_key: Annotated[
@@ -144,11 +165,11 @@ class JobController(Controller):
             link = await tracking.url_of(uow, job_id, cipher=cipher, base_url=settings.public_base_url)
         return Response({**stored.body, "tracking_url": link}, status_code=stored.status_code, headers=headers)
 
-    @get("/")
+    @get("/", responses=problems(*AUTH, 422))
     async def list_jobs(
         self,
         ctx: NamedDependency[RequestContext],
-        stage: Annotated[str | None, QueryParameter(max_length=400)] = None,
+        stage: Annotated[str | None, QueryParameter(max_length=400, pattern=one_or_more_of(Stage))] = None,
         tier: FromQuery[Tier | None] = None,
         technician: Annotated[str | None, QueryParameter(max_length=150, pattern=NO_NUL)] = None,
         q: Annotated[str | None, QueryParameter(min_length=1, max_length=100, pattern=NO_NUL)] = None,
@@ -162,14 +183,14 @@ class JobController(Controller):
             page = await jobs.list_jobs(uow, actor, filters, min(limit, MAX_PAGE), cursor)
         return JobPageOut([job_out(job, actor.role) for job in page.items], page.next_cursor)
 
-    @get("/{ref:str}")
+    @get("/{ref:str}", responses=problems(*AUTH, 404))
     async def get_job(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> Response[JobOut]:
         actor, db = ctx.actor, ctx.db
         async with db.transaction(write=False) as uow:
             job = await jobs.get_job(uow, actor, ref)
         return _job_response(job_out(job, actor.role))
 
-    @get("/{ref:str}/events")
+    @get("/{ref:str}/events", responses=problems(*AUTH, 404))
     async def events(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> list[EventOut]:
         """The job's full history, oldest first."""
         actor, db = ctx.actor, ctx.db
@@ -177,7 +198,7 @@ class JobController(Controller):
             history = await jobs.job_history(uow, actor, ref)
         return [event_out(e) for e in history]
 
-    @get("/{ref:str}/passcode")
+    @get("/{ref:str}/passcode", responses=problems(*AUTH, 403, 404, 409))
     async def passcode(
         self,
         ref: FromPath[str],
@@ -189,11 +210,11 @@ class JobController(Controller):
             code = await jobs.reveal_passcode(uow, actor, ref, now=clock(), cipher=cipher)
         return Response(PasscodeOut(code), headers={"Cache-Control": "no-store"})
 
-    @post("/{ref:str}/transitions", status_code=200)
+    @post("/{ref:str}/transitions", status_code=200, responses=CHANGE)
     async def transition(
         self,
         ref: FromPath[str],
-        data: JSONBody[TransitionIn],
+        data: ClosedJSON[TransitionIn],
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
@@ -214,11 +235,11 @@ class JobController(Controller):
             ),
         )
 
-    @put("/{ref:str}/estimate")
+    @put("/{ref:str}/estimate", responses=CHANGE)
     async def estimate(
         self,
         ref: FromPath[str],
-        data: JSONBody[EstimateIn],
+        data: ClosedJSON[EstimateIn],
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
@@ -229,11 +250,11 @@ class JobController(Controller):
             lambda uow, version, now: jobs.set_estimate(uow, ctx.actor, ref, version, lines, now=now, note=data.note),
         )
 
-    @post("/{ref:str}/approval", status_code=200)
+    @post("/{ref:str}/approval", status_code=200, responses=CHANGE)
     async def approval(
         self,
         ref: FromPath[str],
-        data: JSONBody[ApprovalIn],
+        data: ClosedJSON[ApprovalIn],
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
@@ -245,11 +266,11 @@ class JobController(Controller):
             ),
         )
 
-    @post("/{ref:str}/assignment", status_code=200)
+    @post("/{ref:str}/assignment", status_code=200, responses=CHANGE)
     async def assignment(
         self,
         ref: FromPath[str],
-        data: JSONBody[AssignmentIn],
+        data: ClosedJSON[AssignmentIn],
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:
@@ -257,11 +278,11 @@ class JobController(Controller):
             ctx, if_match, lambda uow, version, now: jobs.assign(uow, ctx.actor, ref, version, data.technician, now=now)
         )
 
-    @post("/{ref:str}/notes", status_code=200)
+    @post("/{ref:str}/notes", status_code=200, responses=CHANGE)
     async def notes(
         self,
         ref: FromPath[str],
-        data: JSONBody[NoteIn],
+        data: ClosedJSON[NoteIn],
         ctx: NamedDependency[RequestContext],
         if_match: IfMatch = None,
     ) -> Response[JobOut]:

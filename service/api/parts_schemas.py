@@ -8,24 +8,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+from annotated_types import Interval, Len, MaxLen
+from pydantic import AwareDatetime, BeforeValidator, field_validator, model_validator
 
 from domain.errors import InvalidValue
 from domain.model import format_ref
 from domain.parts import EtaRevision, Part, PartLine, PartStatus, Supplier, SupplierOrder, normalise_sku
 from domain.sourcing import Offer, Scorecard
 from integrations.suppliers.base import AdapterKind
-from service.api.schemas import Body, Flag, Note, Short
+from service.api.openapi import Closed, absent, present
+from service.api.schemas import Body, Flag, Note, Number, Short, TextRule, filled
 from service.persistence.suppliers import SkuMapping
 from service.usecases.parts import JobParts, LateItem
 from service.usecases.sourcing import Quotes
 
-Quantity = Annotated[int, Field(ge=1, le=100)]
-SupplierSku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Quantity = Annotated[int, Number, Interval(ge=1, le=100)]
+# Sent in an HTTP header to the supplier: visible ASCII only (anything else cannot be encoded there).
+ApiKey = Annotated[str, TextRule(min_length=1, max_length=200, pattern=r"^\s*[!-~]+\s*$", checked=True)]
+# Standard Webhooks: `whsec_` + base64 of 24 to 64 bytes (`integrations.webhooks.secret_key` checks it).
+WEBHOOK_SECRET_SHAPE = r"^\s*whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\s*$"  # noqa: S105 - a pattern, not a secret
+WebhookSecret = Annotated[str, TextRule(max_length=200, pattern=WEBHOOK_SECRET_SHAPE)]
+Url = Annotated[str, filled(500)]
+Id = Annotated[int, Number, Interval(ge=1, le=2**31 - 1)]
+# Our SKUs (`domain.parts.normalise_sku`), in any case and with the whitespace the body's fields are stripped of.
+SKU_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,63}\s*$"
+Sku = Annotated[str, TextRule(pattern=SKU_PATTERN)]
+Models = Annotated[list[Short], MaxLen(50)]
 
 
 def _sku(value: str) -> str:
@@ -36,9 +47,9 @@ def _sku(value: str) -> str:
 
 
 class PartIn(Body):
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    models: Annotated[list[Short], Field(max_length=50)] = []
+    sku: Sku
+    description: Annotated[str, filled(200)]
+    models: Models = []
 
     _norm = field_validator("sku")(_sku)
 
@@ -47,13 +58,21 @@ class PartIn(Body):
 
 
 class PartUpdateIn(Body):
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    models: Annotated[list[Short], Field(max_length=50)] = []
+    description: Annotated[str, filled(200)]
+    models: Models = []
+
+
+def _not_a_flag(value: Any) -> Any:
+    # Lax validation would take true for 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    return value
 
 
 class LineIn(Body):
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    quantity: Quantity = 1
+    sku: Sku
+    # Not `Quantity`: the job page checks the quantity it reads from its form (text) with this model.
+    quantity: Annotated[int, BeforeValidator(_not_a_flag), Interval(ge=1, le=100)] = 1
 
     _norm = field_validator("sku")(_sku)
 
@@ -61,8 +80,8 @@ class LineIn(Body):
 class LinesIn(Body):
     """Either `{"lines": [{"sku", "quantity"}, ...]}` or one line as `{"sku", "quantity"}`."""
 
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=20)] | None = None
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    lines: Annotated[list[Closed[LineIn]], Len(1, 20)] | None = None
+    sku: Sku | None = None
     quantity: Quantity | None = None
 
     @model_validator(mode="after")
@@ -76,9 +95,31 @@ class LinesIn(Body):
         return self
 
 
+# The rules across fields of these bodies, for the schema (their validators check the same).
+LINES_FORMS = [
+    {"allOf": [present("lines", "array"), absent("sku", "quantity")]},
+    {"allOf": [present("sku", "string"), absent("lines")]},
+]
+LINE_CHANGES = [present("eta", "string"), present("status", "string")]
+
+
+def _only_text(value: Any) -> Any:
+    # Lax validation would take a number of seconds for a date: the schema says an RFC 3339 text.
+    if not isinstance(value, str):
+        raise ValueError("must be a date and time with its offset, as text")
+    return value
+
+
+class StaffLineStatus(StrEnum):
+    """What staff set a line to; the rest of a line's life follows the supplier."""
+
+    FITTED = PartStatus.FITTED.value
+    CANCELLED = PartStatus.CANCELLED.value
+
+
 class LineChangeIn(Body):
-    eta: AwareDatetime | None = None
-    status: PartStatus | None = None
+    eta: Annotated[AwareDatetime, BeforeValidator(_only_text)] | None = None
+    status: StaffLineStatus | None = None
     note: Note | None = None
 
     @model_validator(mode="after")
@@ -89,18 +130,18 @@ class LineChangeIn(Body):
 
 
 class OrderIn(Body):
-    supplier_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    supplier_id: Id | None = None
 
 
 class ReceiptLineIn(Body):
-    line_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    line_id: Id
     quantity: Quantity | None = None
 
 
 class ReceiptIn(Body):
     """No lines: everything still outstanding on the order arrived."""
 
-    lines: Annotated[list[ReceiptLineIn], Field(max_length=50)] = []
+    lines: Annotated[list[Closed[ReceiptLineIn]], MaxLen(50)] = []
 
 
 class CancelOrderIn(Body):
@@ -108,32 +149,32 @@ class CancelOrderIn(Body):
 
 
 class SupplierIn(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    name: Annotated[str, filled(120)]
     adapter: AdapterKind
     base_url: Url
-    api_key: Secret | None = None
-    webhook_secrets: Annotated[list[Secret], Field(max_length=5)] = []
-    poll_interval_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
-    rate_limit_per_minute: Annotated[int, Field(ge=1, le=6_000)] = 60
+    api_key: ApiKey | None = None
+    webhook_secrets: Annotated[list[WebhookSecret], MaxLen(5)] = []
+    poll_interval_seconds: Annotated[int, Number, Interval(ge=60, le=86_400)] = 900
+    rate_limit_per_minute: Annotated[int, Number, Interval(ge=1, le=6_000)] = 60
     active: Flag = True
 
 
 class SupplierUpdateIn(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)] | None = None
+    name: Annotated[str, filled(120)] | None = None
     adapter: AdapterKind | None = None
     base_url: Url | None = None
-    api_key: Secret | None = None
+    api_key: ApiKey | None = None
     clear_api_key: Flag = False
-    webhook_secrets: Annotated[list[Secret], Field(max_length=5)] | None = None
-    poll_interval_seconds: Annotated[int, Field(ge=60, le=86_400)] | None = None
-    rate_limit_per_minute: Annotated[int, Field(ge=1, le=6_000)] | None = None
+    webhook_secrets: Annotated[list[WebhookSecret], MaxLen(5)] | None = None
+    poll_interval_seconds: Annotated[int, Number, Interval(ge=60, le=86_400)] | None = None
+    rate_limit_per_minute: Annotated[int, Number, Interval(ge=1, le=6_000)] | None = None
     active: Flag | None = None
 
 
 class SkuMapIn(Body):
     """Our SKU for the supplier's; null says it is none of ours (reviewed, kept out of the list)."""
 
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None
+    sku: Sku | None
 
     @field_validator("sku")
     @classmethod
@@ -322,6 +363,11 @@ class WebhookOut:
     outcome: str
 
 
+def whole_seconds(delta: timedelta) -> timedelta:
+    """`late_by` as a `duration` (RFC 3339), which has no fraction of a second; as `late_by_seconds` counts it."""
+    return timedelta(seconds=int(delta.total_seconds()))
+
+
 def part_out(part: Part) -> PartOut:
     return PartOut(part.sku, part.description, list(part.models))
 
@@ -337,7 +383,7 @@ def line_out(line: PartLine, history: list[EtaRevision] | None, now: datetime) -
         unit_price_cents=line.unit_price_cents,
         promised_at=line.promised_at,
         eta=line.eta,
-        late_by=line.late_by(now),
+        late_by=whole_seconds(line.late_by(now)),
         late_by_seconds=int(line.late_by(now).total_seconds()),
         late=line.is_late(now),
         shipped_quantity=line.shipped_quantity,
@@ -427,7 +473,7 @@ def late_out(item: LateItem, escalation: str | None = None) -> LateLineOut:
         supplier_stale_since=late.supplier_stale_since,
         promised_at=line.promised_at,
         eta=line.eta,
-        late_by=item.late_by,
+        late_by=whole_seconds(item.late_by),
         late_by_seconds=int(item.late_by.total_seconds()),
         escalation=escalation,
     )

@@ -13,7 +13,7 @@ from litestar.params import QueryParameter
 from domain.model import FaultCategory, Tier, format_ref
 from domain.stages import Stage
 from service.api.context import RequestContext
-from service.api.jobs import NO_NUL
+from service.api.openapi import AUTH, NO_NUL, problems
 from service.usecases import queue
 from service.usecases.queue import QueueItem
 
@@ -68,7 +68,7 @@ class QueueController(Controller):
     path = "/api/v1/queue"
     tags = ["queue"]
 
-    @get("/")
+    @get("/", responses=problems(*AUTH, 404, 422))
     async def bench_queue(
         self,
         ctx: NamedDependency[RequestContext],

@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from annotated_types import Interval, Len, MaxLen
+from litestar.params import KwargDefinition
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
-    StringConstraints,
+    GetCoreSchemaHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import CoreSchema, core_schema
 
 from domain.errors import InvalidValue
 from domain.identifiers import normalise_imei, normalise_phone, normalise_serial
@@ -32,15 +34,39 @@ from domain.model import (
     Tier,
 )
 from domain.stages import Role, Stage
+from service.api.openapi import FILLED, NO_NUL, Closed
 from service.usecases.jobs import IntakeCommand
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Cents = Annotated[int, Field(ge=0, le=100_000_000)]
+
+@dataclass(frozen=True)
+class TextRule(KwargDefinition):
+    """A text field's rule, read by both sides: pydantic strips the text and checks its length; Litestar documents
+    length and `pattern` (it drops pydantic's own constraints inside `X | None` and lists). The pattern documents
+    what the models' validators check (no NUL, an SKU's or a pickup code's shape) unless `checked` here."""
+
+    checked: bool = False
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        stripped = core_schema.str_schema(
+            strip_whitespace=True, min_length=self.min_length, pattern=self.pattern if self.checked else None
+        )
+        if self.max_length is None:
+            return stripped
+        # The limit is on the text as sent, as the schema says: stripping must not let a longer one through.
+        sent = core_schema.str_schema(strip_whitespace=False, max_length=self.max_length)
+        return core_schema.chain_schema([sent, stripped])
+
+
+def filled(max_length: int) -> TextRule:
+    """A required text: 1 to `max_length` characters once stripped (so not only whitespace)."""
+    return TextRule(min_length=1, max_length=max_length, pattern=FILLED)
+
+
+def optional_text(max_length: int) -> TextRule:
+    """A text that may be empty: at most `max_length` characters once stripped."""
+    return TextRule(max_length=max_length, pattern=NO_NUL)
 
 
 def _only_bool(value: Any) -> Any:
@@ -50,7 +76,21 @@ def _only_bool(value: Any) -> Any:
     return value
 
 
+def _only_number(value: Any) -> Any:
+    # Likewise, lax validation would take true or "5" for a number (5.0 is a whole number, as in JSON Schema).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number")
+    return value
+
+
 Flag = Annotated[bool, BeforeValidator(_only_bool)]
+Number = BeforeValidator(_only_number)  # on every integer of a body: Annotated[int, Number, Interval(...)]
+# Bounds as annotated-types, not `Field(...)`: Litestar's schema keeps these inside `X | None`, not Field's.
+Name = Annotated[str, filled(200)]
+Short = Annotated[str, filled(80)]
+Note = Annotated[str, filled(4000)]
+Text = Annotated[str, optional_text(2000)]
+Cents = Annotated[int, Number, Interval(ge=0, le=100_000_000)]
 
 
 class Body(BaseModel):
@@ -76,8 +116,8 @@ def _check(fn: Any, value: str) -> str:
 
 class CustomerIn(Body):
     name: Name
-    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+    phone: Annotated[str, filled(32)]
+    email: Annotated[str, optional_text(254)] | None = None
     sms_consent: Flag = False
     language: Literal["fr", "en"] = "fr"
 
@@ -102,11 +142,11 @@ class CustomerIn(Body):
 class DeviceIn(Body):
     brand: Short
     model: Short
-    imei: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
-    serial_number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
-    colour: Annotated[str, StringConstraints(max_length=40)] | None = None
+    imei: Annotated[str, filled(32)] | None = None
+    serial_number: Annotated[str, filled(40)] | None = None
+    colour: Annotated[str, optional_text(40)] | None = None
     condition: Text = ""
-    accessories: Annotated[list[Short], Field(max_length=20)] = []
+    accessories: Annotated[list[Short], MaxLen(20)] = []
 
     @field_validator("imei")
     @classmethod
@@ -132,19 +172,19 @@ class DeviceIn(Body):
 
 class FaultIn(Body):
     category: FaultCategory
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    description: Annotated[str, filled(2000)]
 
 
 class IntakeIn(Body):
-    customer: CustomerIn
-    device: DeviceIn
-    fault: FaultIn
+    customer: Closed[CustomerIn]
+    device: Closed[DeviceIn]
+    fault: Closed[FaultIn]
     tier: Tier
     preapproved_budget_cents: Cents | None = None
-    passcode: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    branch: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    passcode: Annotated[str, filled(64)] | None = None
+    branch: Annotated[str, filled(32)] | None = None
     # A manager taking an express job beyond the day's capacity says why (recorded with the intake).
-    express_override_reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    express_override_reason: Annotated[str, filled(500)] | None = None
 
     def to_command(self) -> IntakeCommand:
         """The intake use case's command: the API and the counter page build it from the same body."""
@@ -170,16 +210,16 @@ class TransitionIn(Body):
 class EstimateLineIn(Body):
     kind: LineKind
     description: Name
-    quantity: Annotated[int, Field(ge=1, le=1000)] = 1
+    quantity: Annotated[int, Number, Interval(ge=1, le=1000)] = 1
     unit_price_cents: Cents
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    sku: Annotated[str, filled(64)] | None = None
 
     def to_domain(self) -> EstimateLine:
         return EstimateLine(self.kind, self.description, self.quantity, self.unit_price_cents, self.sku)
 
 
 class EstimateIn(Body):
-    lines: Annotated[list[EstimateLineIn], Field(min_length=1, max_length=50)]
+    lines: Annotated[list[Closed[EstimateLineIn]], Len(1, 50)]
     note: Note | None = None
 
 
@@ -189,7 +229,7 @@ class ApprovalIn(Body):
 
 
 class AssignmentIn(Body):
-    technician: Annotated[str, StringConstraints(min_length=1, max_length=150)] | None
+    technician: Annotated[str, filled(150)] | None
 
 
 class NoteIn(Body):
@@ -197,8 +237,8 @@ class NoteIn(Body):
 
 
 class TokenIn(Body):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=150)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    username: Annotated[str, filled(150)]
+    password: Annotated[str, filled(1024)]
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, QueryParameter
 
 from domain.sourcing import WINDOW
 from integrations.webhooks import WebhookRejected
 from service.api.context import RequestContext
+from service.api.openapi import AUTH, BODY, ClosedJSON, WebhookOperation, problems
 from service.api.parts_schemas import (
     ScorecardOut,
     SkuMapIn,
@@ -25,24 +27,25 @@ from service.api.parts_schemas import (
     supplier_out,
 )
 from service.api.problems import problem
+from service.api.routing import ApiController
 from service.usecases import suppliers, webhooks
 from service.usecases.suppliers import SupplierCommand
 
 SupplierSkuPath = Annotated[str, FromPath]
 
 
-class SupplierController(Controller):
+class SupplierController(ApiController):
     path = "/api/v1/suppliers"
     tags = ["suppliers"]
 
-    @get("/")
+    @get("/", responses=problems(*AUTH))
     async def list_suppliers(self, ctx: NamedDependency[RequestContext]) -> list[SupplierOut]:
         async with ctx.db.transaction(write=False) as uow:
             found = await suppliers.list_suppliers(uow, ctx.cipher)
         return [supplier_out(s) for s in found]
 
-    @post("/")
-    async def create(self, data: JSONBody[SupplierIn], ctx: NamedDependency[RequestContext]) -> Response[SupplierOut]:
+    @post("/", responses=problems(*AUTH, *BODY, 403, 409))
+    async def create(self, data: ClosedJSON[SupplierIn], ctx: NamedDependency[RequestContext]) -> Response[SupplierOut]:
         """Add a supplier (manager). The API key and webhook secrets are stored encrypted and never shown."""
         cmd = SupplierCommand(
             name=data.name,
@@ -66,14 +69,14 @@ class SupplierController(Controller):
             )
         return Response(supplier_out(created), status_code=201, headers={"Location": f"{self.path}/{created.id}"})
 
-    @get("/{supplier_id:int}")
+    @get("/{supplier_id:int}", responses=problems(*AUTH, 404))
     async def get_supplier(self, supplier_id: FromPath[int], ctx: NamedDependency[RequestContext]) -> SupplierOut:
         async with ctx.db.transaction(write=False) as uow:
             return supplier_out(await suppliers.get_supplier(uow, supplier_id, ctx.cipher))
 
-    @patch("/{supplier_id:int}")
+    @patch("/{supplier_id:int}", responses=problems(*AUTH, *BODY, 403, 404, 409))
     async def update(
-        self, supplier_id: FromPath[int], data: JSONBody[SupplierUpdateIn], ctx: NamedDependency[RequestContext]
+        self, supplier_id: FromPath[int], data: ClosedJSON[SupplierUpdateIn], ctx: NamedDependency[RequestContext]
     ) -> SupplierOut:
         """Change a supplier (manager). `webhook_secrets` replaces the list: rotate by sending [new, old],
         then [new] once the supplier signs with the new one only."""
@@ -100,14 +103,14 @@ class SupplierController(Controller):
             )
         return supplier_out(updated)
 
-    @get("/{supplier_id:int}/scorecard")
+    @get("/{supplier_id:int}/scorecard", responses=problems(*AUTH, 404))
     async def scorecard(self, supplier_id: FromPath[int], ctx: NamedDependency[RequestContext]) -> ScorecardOut:
         """On-time rate, mean and p90 delay, ETA slip rate and fill rate over the last 90 days."""
         async with ctx.db.transaction(write=False) as uow:
             card = await suppliers.supplier_scorecard(uow, supplier_id, now=ctx.clock())
         return scorecard_out(supplier_id, card, WINDOW.days)
 
-    @get("/{supplier_id:int}/skus")
+    @get("/{supplier_id:int}/skus", responses=problems(*AUTH, 404, 422))
     async def skus(
         self,
         supplier_id: FromPath[int],
@@ -119,12 +122,12 @@ class SupplierController(Controller):
             found = await suppliers.supplier_skus(uow, supplier_id, unmapped_only=unmapped)
         return [mapping_out(m) for m in found]
 
-    @put("/{supplier_id:int}/skus/{supplier_sku:str}")
+    @put("/{supplier_id:int}/skus/{supplier_sku:str}", responses=problems(*AUTH, *BODY, 403, 404))
     async def map_sku(
         self,
         supplier_id: FromPath[int],
         supplier_sku: SupplierSkuPath,
-        data: JSONBody[SkuMapIn],
+        data: ClosedJSON[SkuMapIn],
         ctx: NamedDependency[RequestContext],
     ) -> SkuMappingOut:
         async with ctx.db.transaction() as uow:
@@ -134,13 +137,22 @@ class SupplierController(Controller):
         return mapping_out(mapping)
 
 
+WEBHOOK_ANSWER = ResponseSpec(WebhookOut, description="Applied, or already applied (a redelivery)")
+
+
 class WebhookController(Controller):
     """Standard Webhooks 1.0 from suppliers: authenticated by signature, not by a staff token."""
 
     path = "/api/v1/webhooks/suppliers"
     tags = ["webhooks"]
 
-    @post("/{supplier_id:str}", status_code=200, opt={"public": True})
+    @post(
+        "/{supplier_id:str}",
+        status_code=200,
+        opt={"public": True},
+        operation_class=WebhookOperation,
+        responses={200: WEBHOOK_ANSWER, **problems(400, 401, 413)},
+    )
     async def receive(self, supplier_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         """Verified on the raw bytes before parsing; applied once (a redelivery answers 200, changes nothing)."""
         state = request.app.state

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from pydantic import ValidationError
@@ -26,6 +27,8 @@ from pydantic import ValidationError
 from domain.errors import NotFound, RuleConflict
 from domain.tracking import TrackingView
 from service.api.context import RequestContext
+from service.api.openapi import AUTH, BODY, AnswerOperation, PageOperation, problems
+from service.api.routing import ApiController
 from service.api.schemas import Body, Flag, Note
 from service.api.tracking_page import CONTENT_SECURITY_POLICY, conflict_notice, error_page, page
 from service.errors import RateLimited
@@ -96,7 +99,8 @@ def _page_path(request: Request[Any, Any, Any]) -> str:
 
 
 def _html(content: str, status: int = 200, **headers: str) -> Response[str]:
-    return Response(content, status_code=status, media_type="text/html; charset=utf-8", headers={**_HTML, **headers})
+    # Litestar adds the charset itself: "text/html; charset=utf-8" here would be sent with two of them.
+    return Response(content, status_code=status, media_type=MediaType.HTML, headers={**_HTML, **headers})
 
 
 def _html_error(exc: NotFound | RateLimited, lang: str | None, back: str | None = None) -> Response[str]:
@@ -108,20 +112,25 @@ def _html_error(exc: NotFound | RateLimited, lang: str | None, back: str | None 
 async def _read_answer(request: Request[Any, Any, Any], form: bool) -> tuple[bool, str | None, str | None]:
     """(approved, note, lang) from the page's form or a JSON body, checked like every other body."""
     raw = await request.body()
+    lang: str | None = None
     if form:
-        fields = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=10)
-        candidate: Any = {key: values[-1] for key, values in fields.items() if key in ("approved", "note")}
-        if "approved" in candidate:
+        try:
+            fields = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=10)
+        except ValueError as exc:  # far more fields than the page's form has: not an answer from it
+            raise ValidationException("the form has more than 10 fields") from exc
+        # The page's fields, each once, as for a JSON body: anything else is refused, not ignored.
+        candidate: Any = {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
+        if isinstance(candidate.get("lang"), str):
+            lang = candidate.pop("lang")
+        if isinstance(candidate.get("approved"), str):
             candidate["approved"] = {"true": True, "false": False}.get(candidate["approved"], candidate["approved"])
-        if not (candidate.get("note") or "").strip():
-            candidate.pop("note", None)
-        lang = fields.get("lang", [None])[-1]
+        if isinstance(candidate.get("note"), str) and not candidate["note"].strip():
+            candidate.pop("note")  # the page's empty note box
     else:
         try:
             candidate = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested past the decoder's depth
             raise ValidationException('the body is not JSON: send {"approved": true or false}') from exc
-        lang = None
     try:
         answer = AnswerIn.model_validate(candidate)
     except ValidationError as exc:
@@ -133,13 +142,22 @@ async def _read_answer(request: Request[Any, Any, Any], form: bool) -> tuple[boo
     return answer.approved, answer.note, lang
 
 
+PAGE_ANSWER = ResponseSpec(TrackingView, description="Where the repair stands: HTML, or JSON when asked for")
+BACK_TO_PAGE = ResponseSpec(None, description="The page's form was answered: back to the page (Location)")
+
+
 class TrackingController(Controller):
     """The customer's own page: no login, the token is the credential."""
 
     path = "/track"
     tags = ["tracking"]
 
-    @get("/{token:str}", opt={"public": True}, security=[])
+    @get(
+        "/{token:str}",
+        opt={"public": True},
+        operation_class=PageOperation,
+        responses={200: PAGE_ANSWER, **problems(404, 422, 429)},
+    )
     async def show(self, token: FromPath[str], request: Request[Any, Any, Any], lang: Lang = None) -> Response[Any]:
         """Where the repair stands, in plain words: HTML, or JSON with `Accept: application/json`.
         `lang` (fr or en) overrides the customer's language."""
@@ -155,7 +173,13 @@ class TrackingController(Controller):
             return Response(view, headers=_PUBLIC)
         return _html(page(view, approval_path=f"{_page_path(request)}/approval"))
 
-    @post("/{token:str}/approval", status_code=200, opt={"public": True}, security=[])
+    @post(
+        "/{token:str}/approval",
+        status_code=200,
+        opt={"public": True},
+        operation_class=AnswerOperation,
+        responses={200: PAGE_ANSWER, 303: BACK_TO_PAGE, **problems(*BODY, 404, 409, 429)},
+    )
     async def answer(self, token: FromPath[str], request: Request[Any, Any, Any], lang: Lang = None) -> Response[Any]:
         """The customer approves or declines the estimate: JSON `{"approved", "note"?}` answers 200 with the
         page's JSON; the page's form answers 303 back to the page. 409 when no answer is expected."""
@@ -189,13 +213,13 @@ class TrackingController(Controller):
 # --- staff -------------------------------------------------------------------------------------------
 
 
-class JobTrackingController(Controller):
+class JobTrackingController(ApiController):
     """A job's link, for staff: show it (to read it out or send it again), renew it, revoke it."""
 
     path = "/api/v1/jobs/{ref:str}/tracking"
     tags = ["tracking"]
 
-    @get("/")
+    @get("/", responses=problems(*AUTH, 404))
     async def show(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> Response[TrackingLinkOut]:
         """The job's link, when it was issued and until when it works (any staff of the branch)."""
         settings = ctx.settings
@@ -210,7 +234,7 @@ class JobTrackingController(Controller):
             )
         return Response(_link_out(info, ctx.clock()), headers={"Cache-Control": "no-store"})
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses=problems(*AUTH, 403, 404, 409))
     async def renew(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> Response[TrackingLinkOut]:
         """Revoke the job's link and issue a new one (front desk, manager); the old one stops at once."""
         settings, now = ctx.settings, ctx.clock()
@@ -226,7 +250,7 @@ class JobTrackingController(Controller):
             )
         return Response(_link_out(info, now), status_code=201, headers={"Cache-Control": "no-store"})
 
-    @delete("/", status_code=204)
+    @delete("/", status_code=204, responses=problems(*AUTH, 403, 404, 409))
     async def revoke(self, ref: FromPath[str], ctx: NamedDependency[RequestContext]) -> None:
         """The link stops working (front desk, manager); POST issues a new one."""
         async with ctx.db.transaction() as uow:
