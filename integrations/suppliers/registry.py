@@ -37,6 +37,10 @@ def build_client(
     if config.rate_limit_per_minute is not None and config.rate_limit_per_minute < 1:
         raise ValueError("rate_limit_per_minute must be at least 1 (or None for no limit)")
     headers = {"accept": "text/csv" if config.adapter is AdapterKind.CSV_FEED else "application/json"}
+    if config.api_key and not (config.api_key.isascii() and config.api_key.isprintable()):
+        # httpx could not put it in a header: every call would crash. The API refuses such keys now; one
+        # saved before must be set again.
+        raise ValueError("its API key is not printable ASCII: set it again")
     if config.api_key:
         headers["authorization"] = f"Bearer {config.api_key}"
     http = SupplierHttp(

@@ -51,6 +51,15 @@ class ClientProvider(Protocol):
     def get(self, config: SupplierConfig) -> SupplierClient: ...
 
 
+def _client(clients: ClientProvider, config: SupplierConfig) -> SupplierClient:
+    """The supplier's client. One we may not call — its URL or API key no longer passes our rules (saved
+    before they were tightened, or the settings changed) — is a refusal to report, never a crash."""
+    try:
+        return clients.get(config)
+    except ValueError as exc:
+        raise SupplierRejected(config.name, f"cannot be called: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class QuoteFailure:
     supplier_id: int
@@ -105,7 +114,7 @@ async def _ask(clients: ClientProvider, src: Sourcing) -> tuple[list[Offer], lis
     async def one(config: SupplierConfig) -> Offer | QuoteFailure | None:
         wanted = src.supplier_skus[config.id]
         try:
-            answer = await clients.get(config).stock([wanted])
+            answer = await _client(clients, config).stock([wanted])
         except SupplierError as exc:
             return QuoteFailure(config.id, config.name, exc.reason)
         item = next((i for i in answer.items if i.supplier_sku == wanted), None)
@@ -193,7 +202,7 @@ async def order_line(
     config = next(c for c in src.configs if c.id == pending.supplier_id)
     request = [OrderLineRequest(src.supplier_skus[config.id], src.line.quantity)]
     try:
-        info = await clients.get(config).place_order(pending.po, request)
+        info = await _client(clients, config).place_order(pending.po, request)
     except SupplierRejected as exc:
         if resending:
             # The supplier may hold this PO from the first send: closing it here would let a second
@@ -359,7 +368,7 @@ async def cancel_order(
         raise RuleConflict(f"{order.po} is {order.status}: it can no longer be cancelled")
     if order.supplier_ref is not None:
         try:
-            await clients.get(config).cancel_order(order.supplier_ref)
+            await _client(clients, config).cancel_order(order.supplier_ref)
         except SupplierRejected as exc:
             raise SupplierFailure(config.name, f"refused to cancel: {exc.reason}", status=409) from exc
         except SupplierError as exc:
@@ -420,7 +429,7 @@ async def refresh_order(
         config = client_config(await uow.suppliers.get(order.supplier_id), cipher)
     if order.supplier_ref is None:
         return []
-    info = await clients.get(config).order_status(order.supplier_ref)
+    info = await _client(clients, config).order_status(order.supplier_ref)
     changed: list[PartLine] = []
     async with db.transaction() as uow:
         for fact in facts_from_order(info, EtaSource.POLL, now):

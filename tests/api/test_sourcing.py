@@ -5,13 +5,20 @@ cancellation, the supplier-order list, late parts and the job's parts forecast."
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import update
 
+from service.persistence.db import create_engine
+from service.persistence.tables import supplier_t
+from service.secrets import PasscodeCipher
+from service.settings import Settings
+from service.uow import Database
 from tests.api.helpers import JOBS, advance_to, assert_problem, create_job, get_job, move
 from tests.api.parts_helpers import (
     MANAGER,
@@ -45,7 +52,7 @@ from tests.api.parts_helpers import (
     quotes,
     sandbox_orders,
 )
-from tests.conftest import Api, FakeClock
+from tests.conftest import PASSCODE_KEY, Api, FakeClock
 from tests.sandbox_fixture import SandboxServer
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -907,3 +914,31 @@ async def test_job_parts_of_another_branch_are_not_found(api: Api, sandbox: Sand
 async def test_an_id_beyond_any_row_is_404_not_a_server_error(api: Api, path: str) -> None:
     response = await api.client.get(path, headers=await api.login("manager.valence"))
     assert_problem(response, 404)
+
+
+async def test_a_supplier_whose_stored_api_key_cannot_be_sent_is_a_named_refusal_not_a_crash(
+    api: Api, sandbox: SandboxServer, settings: Settings
+) -> None:
+    """Saved before non-ASCII keys were refused: no quote or order may crash on it."""
+    offer = pin_stock(sandbox, new_tenant(), SKU, 5)
+    await add_part(api, SKU)
+    supplier = await add_supplier(api, sandbox, offer.tenant, name="Accented key")
+    stored = PasscodeCipher(PASSCODE_KEY).encrypt(json.dumps({"api_key": "clé-secrète"}))
+    engine = create_engine(settings)
+    try:
+        async with Database(engine).transaction() as uow:
+            await uow.connection.execute(
+                update(supplier_t).where(supplier_t.c.id == supplier["id"]).values(credentials_ciphertext=stored)
+            )
+    finally:
+        await engine.dispose()
+    view = await job_with_lines(api, [(SKU, 1)])
+    line_id = view["lines"][0]["id"]
+
+    asked = await quotes(api, view["ref"], line_id)
+    assert asked.status_code == 200, asked.text
+    (failure,) = asked.json()["failures"]
+    assert failure["supplier"] == "Accented key" and "API key is not printable ASCII" in failure["reason"]
+
+    refused = await order(api, view["ref"], line_id, supplier["id"])
+    assert refused.status_code in (409, 503) and "API key is not printable ASCII" in refused.text
