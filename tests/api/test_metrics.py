@@ -61,6 +61,8 @@ async def test_the_outbox_backlog_and_its_lag(api: Api, clock: FakeClock) -> Non
 
     assert value(samples, "atelier_outbox_pending", state="undispatched") >= 1
     assert value(samples, "atelier_outbox_lag_seconds") == pytest.approx(300, abs=1)
+    # No Redis here: the tasks run in the process, straight from the outbox, whose due entries are the queue.
+    assert value(samples, "atelier_queue_depth") == value(samples, "atelier_outbox_pending")
 
 
 async def test_supplier_calls_by_outcome_and_late_lines(api: Api, sandbox: SandboxServer, clock: FakeClock) -> None:
