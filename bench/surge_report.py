@@ -4,7 +4,6 @@ targets' verdict and the JSON summary."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.procstat import machine_busy, processes
 from bench.surge_check import Consistency, OutboxSample
 from bench.surge_load import OPS, StepResult
 
@@ -40,8 +40,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 # --- where the CPU went (/proc, sampled at a step's start and end) ---------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
 
 @dataclass
 class CpuSample:
@@ -55,24 +53,13 @@ def cpu_sample(sessions: dict[int, str], pids: dict[int, str], database: str, wa
     workers), this process and the load processes by pid, PostgreSQL's backends of the bench database and
     the rest of PostgreSQL."""
     by_pid: dict[int, tuple[str, float]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid, session = int(entry.name), int(fields[3])
-        group = sessions.get(session) or pids.get(pid)
-        if group is None and cmdline.startswith("postgres: "):
-            group = "postgres (bench db)" if f" {database} " in cmdline else "postgres (rest)"
+    for proc in processes():
+        group = sessions.get(proc.session) or pids.get(proc.pid)
+        if group is None and proc.cmdline.startswith("postgres: "):
+            group = "postgres (bench db)" if f" {database} " in proc.cmdline else "postgres (rest)"
         if group is not None:
-            by_pid[pid] = (group, (int(fields[11]) + int(fields[12])) / _TICK)
-    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = (sum(cpu[:8]) - cpu[3] - cpu[4]) / _TICK  # all but idle and iowait
-    return CpuSample(by_pid, busy, wall)
+            by_pid[proc.pid] = (group, proc.seconds)
+    return CpuSample(by_pid, machine_busy(), wall)
 
 
 def cpu_split(before: CpuSample, after: CpuSample) -> dict[str, float]:

@@ -72,6 +72,7 @@ from bench.api import (
     guarded,
     server_env,
 )
+from bench.procstat import machine_busy, processes
 from integrations.webhooks import new_secret, sign
 
 BENCH = ROOT / "bench"
@@ -190,8 +191,6 @@ def write_signed(deliveries: Sequence[Delivery], secret: str, prefix: Path, thre
 
 # --- where the CPU went: /proc, sampled around each wrk run ---------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
 
 @dataclass
 class CpuSample:
@@ -211,22 +210,12 @@ def _group(pid_session: int, cmdline: str, server_session: int, database: str) -
 
 def cpu_sample(server_session: int, database: str) -> CpuSample:
     by_pid: dict[int, tuple[str, float]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        group = _group(int(fields[3]), cmdline, server_session, database)
+    for proc in processes():
+        group = _group(proc.session, proc.cmdline, server_session, database)
         if group is not None:
-            by_pid[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / _TICK)
-    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = (sum(cpu[:8]) - cpu[3] - cpu[4]) / _TICK  # all but idle and iowait (guest time is inside user)
+            by_pid[proc.pid] = (group, proc.seconds)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return CpuSample(time.monotonic(), by_pid, busy, usage.ru_utime + usage.ru_stime)
+    return CpuSample(time.monotonic(), by_pid, machine_busy(), usage.ru_utime + usage.ru_stime)
 
 
 def cpu_split(before: CpuSample, after: CpuSample) -> dict[str, float]:
