@@ -170,9 +170,8 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def clean_db(settings: Settings) -> AsyncIterator[None]:
-    """Each test starts with no jobs (staff and branches persist for the session)."""
+async def empty_database(settings: Settings) -> None:
+    """No jobs, parts or suppliers; the staff and branches stay (they are made once a session)."""
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
@@ -182,6 +181,12 @@ async def clean_db(settings: Settings) -> AsyncIterator[None]:
             await conn.execute(update(branch_t).values(express_capacity=None, storage_slots=null()))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def clean_db(settings: Settings) -> AsyncIterator[None]:
+    """Each test starts with no jobs (staff and branches persist for the session)."""
+    await empty_database(settings)
     yield
 
 

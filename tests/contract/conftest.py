@@ -8,32 +8,18 @@ from collections.abc import Iterator
 import pytest
 from litestar import Litestar
 from schemathesis.python import asgi
-from sqlalchemy import delete, null, update
 
 from service.app import create_app
-from service.persistence.db import create_engine
-from service.persistence.tables import branch_t
 from service.settings import Settings
-from tests.conftest import CLEANED
+from tests.conftest import empty_database
 from tests.contract.harness import SLOT
 from tests.contract.world import World, build_world
 from tests.sandbox_fixture import SandboxServer
 
 
-async def _empty_database(settings: Settings) -> None:
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as conn:
-            for table in CLEANED:
-                await conn.execute(delete(table))
-            await conn.execute(update(branch_t).values(express_capacity=None, storage_slots=null()))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def contract_app(settings: Settings) -> Iterator[Litestar]:
-    asyncio.run(_empty_database(settings))
+    asyncio.run(empty_database(settings))
     # The rate limits count real time while the fuzzer sends hundreds of requests a minute: raised, so that the
     # handlers behind them are what is exercised (their 429 is documented, and covered by the API tests).
     limits = {name: 1_000_000 for name in Settings.model_fields if "_rate_per_minute_" in name}
