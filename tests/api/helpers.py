@@ -12,6 +12,8 @@ from stdnum import luhn
 from domain.model import parse_ref
 from service.persistence.db import create_engine
 from service.persistence.tables import outbox_t
+from service.secrets import PasscodeCipher
+from service.settings import Settings
 from service.usecases.notifications import SEALED
 from tests.conftest import Api
 
@@ -118,10 +120,14 @@ async def advance_to(api: Api, job: dict[str, Any], stage: str) -> dict[str, Any
 
 
 async def pickup_code(api: Api, ref: str) -> str:
-    """The pickup code the customer was sent, as the message says it: read from the job's latest
-    ready-for-pickup outbox entry, whose sealed secrets the app's data keys open."""
+    """The pickup code the customer was sent, as the message says it."""
     state = api.client.app.state
-    engine = create_engine(state.settings)
+    return await sealed_pickup_code(state.settings, state.cipher, ref)
+
+
+async def sealed_pickup_code(settings: Settings, cipher: PasscodeCipher, ref: str) -> str:
+    """The code from the job's latest ready-for-pickup outbox entry, whose sealed secrets the data keys open."""
+    engine = create_engine(settings)
     try:
         async with engine.connect() as conn:
             query = select(outbox_t.c.payload).where(outbox_t.c.job_id == parse_ref(ref)).order_by(outbox_t.c.id.desc())
@@ -129,7 +135,7 @@ async def pickup_code(api: Api, ref: str) -> str:
     finally:
         await engine.dispose()
     sealed = next(p[SEALED] for p in payloads if p.get("template") == "ready_for_pickup" and SEALED in p)
-    code: str = json.loads(state.cipher.decrypt(sealed))["pickup_code"]
+    code: str = json.loads(cipher.decrypt(sealed))["pickup_code"]
     return code
 
 

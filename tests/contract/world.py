@@ -5,21 +5,16 @@ path parameters can name things that exist (a made-up reference only ever reache
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import select
 from stdnum import luhn
 
-from domain.model import parse_ref
-from service.persistence.db import create_engine
-from service.persistence.tables import outbox_t
 from service.secrets import PasscodeCipher
 from service.settings import Settings
-from service.usecases.notifications import SEALED
+from tests.api.helpers import sealed_pickup_code
 from tests.conftest import PASSWORD
 
 JOBS = "/api/v1/jobs"
@@ -101,20 +96,6 @@ def _intake(n: int, tier: str = "standard") -> dict[str, Any]:
     }
 
 
-async def _pickup_code(settings: Settings, cipher: PasscodeCipher, ref: str) -> str:
-    """The code the customer was sent, from the sealed outbox entry (as tests/api/helpers.pickup_code reads it)."""
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as conn:
-            query = select(outbox_t.c.payload).where(outbox_t.c.job_id == parse_ref(ref)).order_by(outbox_t.c.id.desc())
-            payloads = [row[0] for row in await conn.execute(query)]
-    finally:
-        await engine.dispose()
-    sealed = next(p[SEALED] for p in payloads if p.get("template") == "ready_for_pickup" and SEALED in p)
-    code: str = json.loads(cipher.decrypt(sealed))["pickup_code"]
-    return code
-
-
 def build_world(client: requests.Session, sandbox_url: str, settings: Settings, cipher: PasscodeCipher) -> World:
     tokens = sign_in(client, (*USERS, "desk.guilherand"))
     world = World(tokens, client=client)
@@ -172,5 +153,5 @@ def build_world(client: requests.Session, sandbox_url: str, settings: Settings, 
     for stage in ("repairing", "quality_check", "ready_for_pickup"):
         ready = seed.move("tech.valence", ready, stage)
     world.ready_ref = ready["ref"]
-    world.pickup_codes.append(asyncio.run(_pickup_code(settings, cipher, ready["ref"])))
+    world.pickup_codes.append(asyncio.run(sealed_pickup_code(settings, cipher, ready["ref"])))
     return world
