@@ -86,6 +86,21 @@ class StaffSession:
         return response
 
 
+def counter_form(serial_number: str, **fields: str) -> dict[str, str]:
+    """The counter's intake form as the desk fills it (a standard screen job), plus `fields`."""
+    return {
+        "name": "Camille Martin",
+        "phone": "06 12 34 56 78",
+        "brand": "Apple",
+        "model": "iPhone 13",
+        "serial_number": serial_number,
+        "category": "screen",
+        "description": "cracked",
+        "tier": "standard",
+        **fields,
+    }
+
+
 async def signed_in(api: Api, username: str) -> StaffSession:
     session = StaffSession(api, username)
     await session.sign_in()

@@ -44,6 +44,7 @@ from tests.security.support import (
     StaffSession,
     body_route_keys,
     changed_tables,
+    counter_form,
     dump_tables,
     signed_in,
     track_path,
@@ -352,26 +353,18 @@ async def _sign_in_as_someone_else(api: Api, _: StaffSession) -> None:
 
 
 async def _counter_intake(api: Api, desk: StaffSession) -> None:
-    form = {
-        "name": "Camille Martin",
-        "phone": "06 12 34 56 78",
-        "brand": "Apple",
-        "model": "iPhone 13",
-        "serial_number": "SN-MASS-1",
-        "category": "screen",
-        "description": "cracked",
-        "tier": "standard",
-        # Not the form's fields: each would be a privilege if applied.
-        "stage": "collected",
-        "technician": "tech.valence",
-        "version": "9",
-        "paid_cents": "0",
-        "id": "1",
-        "outcome": "repaired",
-        "has_passcode": "true",
-        "branch_id": "2",
-        "express_override_reason": "",
-    }
+    form = counter_form(  # with fields that are not the form's: each would be a privilege if applied
+        "SN-MASS-1",
+        stage="collected",
+        technician="tech.valence",
+        version="9",
+        paid_cents="0",
+        id="1",
+        outcome="repaired",
+        has_passcode="true",
+        branch_id="2",
+        express_override_reason="",
+    )
     response = await desk.post("/app/counter/intake", form)
     assert response.status_code == 303, response.text
     ref = response.headers["location"].split("/")[3]

@@ -15,7 +15,7 @@ from service.settings import Settings
 from tests.api.helpers import JOBS, PROBLEM_JSON, assert_problem, create_job, intake_body, move, part
 from tests.api.parts_helpers import MANAGER, ORDERS, PARTS, SUPPLIERS
 from tests.conftest import Api
-from tests.security.support import StaffSession, body_route_keys, changed_tables, dump_tables, signed_in
+from tests.security.support import StaffSession, body_route_keys, changed_tables, counter_form, dump_tables, signed_in
 
 LIMIT = 1024 * 1024
 MISSING = {"ref": "AT-999999", "line_id": "999999", "order_id": "999999", "supplier_id": "999999"}
@@ -185,17 +185,7 @@ async def test_the_pages_refuse_lists_over_their_bound(api: Api, settings: Setti
     assert estimate.status_code == 422, estimate.status_code
 
     desk = await signed_in(api, "desk.valence")
-    form = {
-        "name": "Camille Martin",
-        "phone": "06 12 34 56 78",
-        "brand": "Apple",
-        "model": "iPhone 13",
-        "serial_number": "SN-BIG-1",
-        "category": "screen",
-        "description": "cracked",
-        "tier": "standard",
-        "accessories": ", ".join(f"thing {i}" for i in range(21)),
-    }
+    form = counter_form("SN-BIG-1", accessories=", ".join(f"thing {i}" for i in range(21)))
     intake = await desk.post("/app/counter/intake", form)
     assert intake.status_code == 422, intake.status_code
     assert changed_tables(before, await dump_tables(settings)) == []

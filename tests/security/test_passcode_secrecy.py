@@ -24,7 +24,7 @@ from service.settings import Settings
 from tests.api.helpers import JOBS, approve, create_job, estimate, intake_body, move, pickup_code
 from tests.conftest import Api, FakeClock
 from tests.messages import deliver
-from tests.security.support import signed_in, text_cells, track_path
+from tests.security.support import counter_form, signed_in, text_cells, track_path
 
 PASSCODE = "Qx7-Unlock-48213-Zeta"  # distinctive: found anywhere, it leaked
 WEB_PASSCODE = "Wv9-Counter-77164-Kilo"
@@ -151,17 +151,7 @@ async def _scenario(api: Api, services: Services, clock: FakeClock) -> Seen:
 
     # The pages: the counter (an intake taken, one refused), the ticket, the job, the desk's pages.
     counter = await signed_in(api, "desk.valence")
-    form = {
-        "name": "Camille Martin",
-        "phone": "06 12 34 56 78",
-        "brand": "Apple",
-        "model": "iPhone 13",
-        "serial_number": "SN-SECRET-1",
-        "category": "screen",
-        "description": "cracked",
-        "tier": "standard",
-        "passcode": WEB_PASSCODE,
-    }
+    form = counter_form("SN-SECRET-1", passcode=WEB_PASSCODE)
     taken = seen("counter intake", await counter.post("/app/counter/intake", form))
     assert taken.status_code == 303, taken.text
     web_ref = taken.headers["location"].split("/")[3]
@@ -215,17 +205,7 @@ async def test_the_passcode_is_only_ciphertext_in_the_jobs_own_column(
     again = await api.client.post(JOBS, json=intake_body(passcode=PASSCODE), headers=keyed)
     assert again.status_code == 201, again.text  # its answer is stored (Idempotency-Key)
     counter = await signed_in(api, "desk.valence")
-    form = {
-        "name": "Camille Martin",
-        "phone": "06 12 34 56 78",
-        "brand": "Apple",
-        "model": "iPhone 13",
-        "serial_number": "SN-AT-REST",
-        "category": "screen",
-        "description": "cracked",
-        "tier": "standard",
-        "passcode": PASSCODE,
-    }
+    form = counter_form("SN-AT-REST", passcode=PASSCODE)
     taken = await counter.post("/app/counter/intake", form)
     assert taken.status_code == 303, taken.text
     job = await move(api, "tech.valence", job, "diagnosing")
