@@ -305,10 +305,23 @@ async def _read(page: Page, ref: str) -> JobData:
         view = await parts.job_parts(uow, page.actor, ref, now=page.now, sla=page.settings.sla_policy)
         history = await jobs.job_history(uow, page.actor, ref)
         branch = await branches.branch_of(uow, page.actor, view.job.branch_code)
-        catalogue = await uow.catalogue.list(None, view.job.device.model, CATALOGUE_SHOWN)
+        # Read on every render (each HTMX change too): only what this user's page will show.
+        catalogue = await _catalogue(uow, view.job) if _may_add_parts(page, view.job) else []
+        on_order = any(line.supplier_id is not None for line in view.lines)
+        names = {s.supplier.id: s.supplier.name for s in await uow.suppliers.list()} if on_order else {}
+    return JobData(view, history, branch.calendar.tz, catalogue, names)
+
+
+def _may_add_parts(page: Page, job: RepairJob) -> bool:
+    return page.actor.role in PARTS_ROLES and job.is_open
+
+
+async def _catalogue(uow: UnitOfWork, job: RepairJob) -> list[Part]:
+    """The part form's suggestions: the device model's parts first, then the rest of the catalogue."""
+    catalogue = await uow.catalogue.list(None, job.device.model, CATALOGUE_SHOWN)
+    if len(catalogue) < CATALOGUE_SHOWN:
         catalogue += [p for p in await uow.catalogue.list(None, None, CATALOGUE_SHOWN) if p not in catalogue]
-        names = {s.supplier.id: s.supplier.name for s in await uow.suppliers.list()}
-    return JobData(view, history, branch.calendar.tz, catalogue[:CATALOGUE_SHOWN], names)
+    return catalogue[:CATALOGUE_SHOWN]
 
 
 def _context(page: Page, data: JobData, shown: Shown) -> dict[str, Any]:
@@ -334,7 +347,7 @@ def _context(page: Page, data: JobData, shown: Shown) -> dict[str, Any]:
         "may_reveal": may_reveal(job, page.actor.user_id, role),
         "typed": typed,
         "parts": _part_rows(page, data),
-        "parts_staff": role in PARTS_ROLES and job.is_open,
+        "parts_staff": _may_add_parts(page, job),
         "catalogue": data.catalogue,
         "quotes": shown.quotes,
         "forecast": data.parts.forecast,
