@@ -22,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from domain.model import Actor
+from service.admission import AdmissionGate, admission_middleware
 from service.api.alerts import AlertController
 from service.api.auth import AuthController, build_jwt_auth
 from service.api.branches import BranchController, ExpressController
@@ -144,7 +145,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             "ctx": Provide(provide_ctx, sync_to_thread=False),
             **{name: Provide(provider, sync_to_thread=False) for name, provider in PAGE_DEPENDENCIES.items()},
         },
-        middleware=[request_metrics().middleware, session_config(settings).middleware],
+        # Shedding sits inside the metrics (its 503s are counted per route) and before the session is read.
+        middleware=[
+            request_metrics().middleware,
+            DefineMiddleware(admission_middleware(AdmissionGate(settings.max_requests_in_flight))),
+            session_config(settings).middleware,
+        ],
         csrf_config=csrf_config(settings),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         # Auth inserts its middleware first; the request id goes in front of it afterwards, so that

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # attempt, startup, codecs, statement re-preparation) and disconnects: size the pool, not the overflow.
     db_pool_size: int = Field(20, ge=1, le=200)
     db_max_overflow: int = Field(0, ge=0, le=200)
+    # Requests one server process works on at once; beyond it, 503 + Retry-After at once (`service.admission`).
+    # Five times the pool keeps an admitted request's wait for a connection short at any load.
+    max_requests_in_flight: int = Field(100, ge=1, le=100_000)
     redis_url: str | None = None
     # The longest an arq task may run; a worker killed mid-task leaves it to be re-run after this + 10 s.
     worker_job_timeout_seconds: int = Field(120, ge=1, le=3600)
