@@ -224,10 +224,11 @@ def serve(host: str | None, port: int | None, workers: int, demo: bool, sandbox_
 def worker(check: bool, burst: bool) -> None:
     """Run an arq worker against ATELIER_REDIS_URL: supplier polling, escalations, the outbox."""
     from arq.logs import default_log_config
-    from arq.worker import check_health, run_worker
+    from arq.worker import run_worker
+    from redis.exceptions import RedisError
 
     from service.logging import configure_logging
-    from workers.settings import WorkerSettings, worker_options
+    from workers.settings import WorkerSettings, check_health, wait_for_redis, worker_options
 
     settings = _settings()
     if not settings.redis_url:
@@ -236,15 +237,17 @@ def worker(check: bool, burst: bool) -> None:
         required_secrets(settings)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
-    options = worker_options(settings)
-    if not check:
-        # arq reports through the standard library's logging; ours through structlog.
-        logging.config.dictConfig(default_log_config(verbose=settings.log_level.upper() == "DEBUG"))
-        configure_logging(settings)
-        _prepare_database(settings)
     if check:
-        health = type("CheckedWorkerSettings", (WorkerSettings,), {"redis_settings": options["redis_settings"]})
-        sys.exit(check_health(health))
+        try:
+            sys.exit(check_health(settings.redis_url))
+        except (RedisError, OSError) as exc:  # TimeoutError too: unreachable, said at once
+            raise click.ClickException(f"Redis is unreachable: {type(exc).__name__}: {exc}") from exc
+    options = worker_options(settings)
+    # arq reports through the standard library's logging; ours through structlog.
+    logging.config.dictConfig(default_log_config(verbose=settings.log_level.upper() == "DEBUG"))
+    configure_logging(settings)
+    _prepare_database(settings)
+    asyncio.run(wait_for_redis(settings.redis_url, settings.redis_reconnect_max_seconds))
     run_worker(WorkerSettings, burst=burst, **options)  # type: ignore[arg-type]
 
 

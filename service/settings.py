@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Five times the pool keeps an admitted request's wait for a connection short at any load.
     max_requests_in_flight: int = Field(100, ge=1, le=100_000)
     redis_url: str | None = None
+    # The longest a worker waits between attempts to reach a lost Redis (it retries forever).
+    redis_reconnect_max_seconds: float = Field(10.0, gt=0, le=300)
     # The longest an arq task may run; a worker killed mid-task leaves it to be re-run after this + 10 s.
     worker_job_timeout_seconds: int = Field(120, ge=1, le=3600)
     # Tasks one worker runs at once. They wait on suppliers and gateways, not the CPU: with arq's 10, a

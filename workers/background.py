@@ -12,17 +12,16 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from arq import create_pool
 from arq.connections import ArqRedis
 
 from service.services import Services
 from service.usecases import outbox
 from workers.embedded import EmbeddedWorker
 from workers.queue import ArqQueue
-from workers.settings import redis_settings
 
 log = structlog.get_logger("atelier.background")
 RELAY_EVERY_SECONDS = 1.0
+RELAY_REDIS_TIMEOUT_SECONDS = 2.0  # a relay with Redis away gives up within seconds; the next one retries
 
 
 @contextlib.asynccontextmanager
@@ -40,7 +39,7 @@ async def background_work(services: Services) -> AsyncIterator[ArqRedis | None]:
         finally:
             await worker.stop()
         return
-    redis = await create_pool(redis_settings(settings.redis_url))
+    redis = relay_redis(settings.redis_url)
     relay = asyncio.create_task(_relay_forever(services, ArqQueue(redis)))
     try:
         yield redis
@@ -49,6 +48,16 @@ async def background_work(services: Services) -> AsyncIterator[ArqRedis | None]:
         with contextlib.suppress(asyncio.CancelledError):
             await relay
         await redis.aclose()
+
+
+def relay_redis(url: str) -> ArqRedis:
+    """The server's client for arq, failing fast: no retries, short timeouts. Unlike a worker's, which
+    waits Redis out, a relay blocked on a lost Redis would hold its entries for minutes; failing, it
+    gives them back to the outbox for the next relay. Connects on first use, so `serve` starts (and
+    takes work into the outbox) with Redis down."""
+    return ArqRedis.from_url(
+        url, socket_connect_timeout=RELAY_REDIS_TIMEOUT_SECONDS, socket_timeout=RELAY_REDIS_TIMEOUT_SECONDS
+    )
 
 
 async def _relay_forever(services: Services, queue: ArqQueue) -> None:

@@ -6,15 +6,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from arq import cron, func
+import structlog
+from arq import create_pool, cron, func
 from arq.connections import RedisSettings
 from arq.cron import CronJob
-from arq.worker import Function
+from arq.worker import Function, async_check_health
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,20 +29,72 @@ from workers.queue import ArqQueue
 from workers.schedule import SCHEDULE
 from workers.tasks import TASKS
 
+log = structlog.get_logger("atelier.worker")
+
 # The default of ATELIER_WORKER_JOB_TIMEOUT_SECONDS: short, as a killed worker's job is re-run only
 # after the longest task timeout + 10 s (arq's in-progress key lives that long).
 JOB_TIMEOUT_SECONDS: int = Settings.model_fields["worker_job_timeout_seconds"].default
 
 
-def redis_settings(url: str) -> RedisSettings:
-    """Reconnect with backoff instead of dying when Redis goes away (arq#435, #498)."""
+RECONNECT_MAX_SECONDS: float = Settings.model_fields["redis_reconnect_max_seconds"].default
+CHECK_TIMEOUT_SECONDS = 2  # a probe (`--check`, waiting for Redis at start) answers within a few seconds
+
+
+class ReconnectBackoff(ExponentialBackoff):
+    """redis-py's exponential backoff, minus its overflow: `base * 2**failures` raises OverflowError past
+    ~1000 failures (hours of Redis down at the cap), which would kill a worker retrying forever."""
+
+    def compute(self, failures: int) -> float:
+        return super().compute(min(failures, 64))
+
+
+def redis_settings(url: str, reconnect_max_seconds: float = RECONNECT_MAX_SECONDS) -> RedisSettings:
+    """The worker's connection: on a lost connection it retries forever, backing off up to
+    `reconnect_max_seconds`, instead of dying after a fixed number of attempts (arq#435, #498)."""
     settings = RedisSettings.from_dsn(url)
-    settings.conn_retries = 30
-    settings.conn_retry_delay = 2
+    settings.conn_retries = 0  # the Retry below never gives up on a connect error (`wait_for_redis` logs it)
     settings.retry_on_timeout = True
     settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
-    settings.retry = Retry(ExponentialBackoff(cap=10, base=0.2), retries=20)
+    backoff = ReconnectBackoff(cap=reconnect_max_seconds, base=min(0.2, reconnect_max_seconds))
+    settings.retry = Retry(backoff, retries=-1)  # negative: forever
     return settings
+
+
+def probe_redis_settings(url: str) -> RedisSettings:
+    """Fail fast: one attempt, a short connect timeout (a health probe must answer, not wait Redis out)."""
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = 0
+    settings.conn_timeout = CHECK_TIMEOUT_SECONDS
+    return settings
+
+
+async def wait_for_redis(url: str, reconnect_max_seconds: float = RECONNECT_MAX_SECONDS) -> None:
+    """Return once Redis answers, however long it takes: a worker started before Redis waits for it
+    (saying so) rather than exiting."""
+    backoff = ReconnectBackoff(cap=reconnect_max_seconds, base=min(0.2, reconnect_max_seconds))
+    attempts = 0
+    while True:
+        try:
+            redis = await asyncio.wait_for(create_pool(probe_redis_settings(url)), CHECK_TIMEOUT_SECONDS * 2)
+        except AuthenticationError:
+            raise  # a wrong password is no outage to wait out
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            attempts += 1
+            delay = backoff.compute(attempts)
+            log.warning("redis_unreachable_waiting", error=type(exc).__name__, attempts=attempts, retry_in=delay)
+            await asyncio.sleep(delay)
+        else:
+            await redis.aclose()
+            if attempts:
+                log.info("redis_reachable", attempts=attempts)
+            return
+
+
+def check_health(url: str) -> int:
+    """arq's health check (0: a worker reported in the last `health_check_interval`), failing fast: an
+    unreachable Redis raises within seconds instead of being retried for minutes."""
+    check = async_check_health(probe_redis_settings(url), None, None)
+    return asyncio.run(asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS * 2))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -91,7 +146,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         raise ValueError("ATELIER_REDIS_URL is not set")
     timeout = settings.worker_job_timeout_seconds
     return {
-        "redis_settings": redis_settings(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url, settings.redis_reconnect_max_seconds),
         "ctx": {"settings": settings},
         "functions": functions(timeout),
         "cron_jobs": cron_jobs(timeout),

@@ -92,6 +92,15 @@ class OutboxRepository:
             )
         return entries
 
+    async def release(self, entry_ids: Sequence[int]) -> None:
+        """Claimed entries the queue did not take: back to never dispatched, for the next claim."""
+        if entry_ids:
+            await self._conn.execute(
+                update(outbox_t)
+                .where(outbox_t.c.id.in_(entry_ids), outbox_t.c.done_at.is_(None))
+                .values(dispatched_at=None)
+            )
+
     async def get(self, entry_id: int, *, lock: bool = False) -> OutboxEntry | None:
         query = select(outbox_t).where(outbox_t.c.id == entry_id, outbox_t.c.done_at.is_(None))
         if lock and self._postgres:

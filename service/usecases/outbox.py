@@ -44,8 +44,17 @@ async def relay(services: Services, queue: TaskQueue, *, now: datetime, batch: i
     """Hand due entries to the workers; returns how many. Safe to run in several processes at once."""
     async with services.db.transaction() as uow:
         entries = await uow.outbox.claim(now, redispatch_before=now - REDISPATCH_AFTER, limit=batch)
-    for entry in entries:
-        await queue.enqueue(HANDLE_TASK, job_id=job_id(entry.id), outbox_id=entry.id)
+    handed = 0
+    try:
+        for entry in entries:
+            await queue.enqueue(HANDLE_TASK, job_id=job_id(entry.id), outbox_id=entry.id)
+            handed += 1
+    except Exception:
+        # The queue is away (Redis down): give back what it did not take, so that the next relay retries
+        # it at once rather than after REDISPATCH_AFTER.
+        async with services.db.transaction() as uow:
+            await uow.outbox.release([entry.id for entry in entries[handed:]])
+        raise
     if entries:
         log.info("outbox_relayed", count=len(entries))
     return len(entries)

@@ -49,6 +49,19 @@ class RecordingQueue:
         return True
 
 
+class FailingQueue(RecordingQueue):
+    """Takes `accept` tasks, then fails like an enqueue with Redis gone."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+
+    async def enqueue(self, task: str, *, job_id: str, **kwargs: Any) -> bool:
+        if len(self.jobs) >= self.accept:
+            raise ConnectionError("Redis is away")
+        return await super().enqueue(task, job_id=job_id, **kwargs)
+
+
 @pytest.fixture
 async def services(settings: Settings, clock: FakeClock, clean_db: None) -> AsyncIterator[Services]:
     HANDLED.clear()
@@ -79,6 +92,19 @@ async def test_relay_hands_each_due_entry_once_with_its_id_as_the_job_id(service
     await outbox.relay(services, again, now=clock.now)
     # Not done after the re-dispatch delay: lost on the way, sent again; the delayed one is due now.
     assert set(again.jobs) == {f"outbox:{first}", f"outbox:{second}", f"outbox:{later}"}
+
+
+async def test_entries_the_queue_failed_to_take_are_relayed_again_at_once(services: Services, clock: FakeClock) -> None:
+    first, second, third = [await _add(services, clock.now) for _ in range(3)]
+    failing = FailingQueue(accept=1)
+    with pytest.raises(ConnectionError):
+        await outbox.relay(services, failing, now=clock.now)
+    assert set(failing.jobs) == {f"outbox:{first}"}
+
+    # Same time, no REDISPATCH_AFTER wait: what the queue did not take is due again; what it took is not.
+    again = RecordingQueue()
+    assert await outbox.relay(services, again, now=clock.now) == 2
+    assert set(again.jobs) == {f"outbox:{second}", f"outbox:{third}"}  # not `first`: the queue has it
 
 
 async def test_a_handled_entry_is_never_relayed_nor_handled_again(services: Services, clock: FakeClock) -> None:

@@ -4,10 +4,12 @@ work they created (the customer's message) waits in the outbox until Redis is ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,9 +17,16 @@ import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from cryptography.fernet import Fernet
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.conftest import IN_CI
+from service.secrets import PasscodeCipher
+from service.services import Services, build_services
+from service.settings import Settings
+from service.usecases import outbox
+from tests.conftest import IN_CI, PASSCODE_KEY, FakeClock
 from tests.integration.test_cli import _free_port, run, serving, token
+from workers.background import relay_redis
+from workers.queue import ArqQueue
 
 INTAKE = {
     "customer": {"name": "Ada", "phone": "0612345678", "email": "ada@example.org"},
@@ -65,12 +74,35 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         redis.stop()
 
 
+@pytest.fixture
+async def services(settings: Settings, clock: FakeClock, clean_db: None) -> AsyncIterator[Services]:
+    built = build_services(settings, PasscodeCipher(PASSCODE_KEY), clock=clock)
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
 async def _queued_job_ids(port: int) -> set[str]:
     pool = await create_pool(RedisSettings(port=port, conn_retries=0))
     try:
         return {job.job_id for job in await pool.queued_jobs()}
     finally:
         await pool.aclose()
+
+
+def _wait_for_relay_retries(database: Path) -> None:
+    """The relay keeps trying the intake's entries while Redis is down (each attempt fails fast and gives
+    them back undispatched), rather than holding them dispatched for REDISPATCH_AFTER."""
+    deadline = time.monotonic() + 20
+    rows: list[tuple[int, str | None]] = []
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+            rows = db.execute("SELECT attempts, dispatched_at FROM outbox WHERE done_at IS NULL").fetchall()
+        if rows and all(attempts >= 2 and dispatched is None for attempts, dispatched in rows):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the relay did not retry the outbox while Redis was down: {rows}")
 
 
 def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
@@ -116,6 +148,7 @@ def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
             timeout=30,
         )
         assert moved.status_code == 200, moved.text
+        _wait_for_relay_retries(tmp_path / "atelier.db")
 
         private_redis.start()
         deadline = time.monotonic() + 30
@@ -125,3 +158,26 @@ def test_intake_succeeds_with_redis_down_and_the_outbox_drains_when_it_returns(
             time.sleep(0.3)
         assert queued, "the outbox never reached the queue after Redis came back"
         assert httpx.get(f"{base}/health/ready").status_code == 200
+
+
+async def test_a_relay_with_redis_down_fails_fast_and_the_next_one_hands_the_entry_over(
+    services: Services, clock: FakeClock, private_redis: PrivateRedis
+) -> None:
+    redis = relay_redis(f"redis://127.0.0.1:{private_redis.port}/0")  # the client `serve` relays with
+    queue = ArqQueue(redis)
+    try:
+        async with services.db.transaction() as uow:
+            entry = await uow.outbox.add("test.redis_outage", {}, now=clock.now)
+        private_redis.stop()
+
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(outbox.relay(services, queue, now=clock.now), timeout=30)
+        assert time.monotonic() - started < 5  # failed fast, not retried for minutes
+
+        private_redis.start()
+        # The same `now`: the entry does not wait out REDISPATCH_AFTER after the failed hand-over.
+        assert await outbox.relay(services, queue, now=clock.now) == 1
+        assert f"outbox:{entry}" in await _queued_job_ids(private_redis.port)
+    finally:
+        await redis.aclose()
