@@ -34,8 +34,16 @@ class Level(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class TierRules:
-    grace: timedelta  # business time an ETA may slip past its promise before the job counts as late
+    # How far an ETA may slip past its promise before the job counts as late: `grace_days` business days
+    # (same time of day, closed days skipped), then `grace` more business time.
+    grace: timedelta = timedelta(0)
     breach_days: int = 3  # a part this many business days late breaches, whatever the due date
+    grace_days: int = 0
+
+    def grace_ends(self, promised_at: datetime, calendar: BusinessCalendar) -> datetime:
+        """The latest ETA that is not yet late for a part promised at `promised_at`."""
+        start = calendar.add_business_days(promised_at, self.grace_days) if self.grace_days else promised_at
+        return calendar.add_business_time(start, self.grace) if self.grace else start
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,7 @@ class EscalationPolicy:
     rules: Mapping[Tier, TierRules] = field(
         default_factory=lambda: {
             Tier.EXPRESS: TierRules(grace=timedelta(hours=1)),
-            Tier.STANDARD: TierRules(grace=timedelta(hours=10)),  # about one business day
+            Tier.STANDARD: TierRules(grace_days=1),
         }
     )
     # A supplier whose data is stale (it stopped answering) is not trusted to make a job late by itself
@@ -98,7 +106,10 @@ def _stale_too_briefly(
     line: PartLine, stale_since: Mapping[int, datetime], policy: EscalationPolicy, now: datetime
 ) -> bool:
     since = stale_since.get(line.supplier_id) if line.supplier_id is not None else None
-    return since is not None and now - since < policy.stale_window
+    if since is None or now - since >= policy.stale_window:
+        return False
+    # A date the supplier stated after it went quiet (a webhook) is news, not stale data.
+    return line.fact_at is None or line.fact_at < since
 
 
 def _late(line: PartLine, rules: TierRules, calendar: BusinessCalendar, now: datetime) -> bool:
@@ -108,7 +119,7 @@ def _late(line: PartLine, rules: TierRules, calendar: BusinessCalendar, now: dat
         return True  # the date passed without the part
     if line.promised_at is None or line.eta <= line.promised_at:
         return False
-    return calendar.business_time_between(line.promised_at, line.eta) > rules.grace
+    return line.eta > rules.grace_ends(line.promised_at, calendar)
 
 
 def _very_late(line: PartLine, rules: TierRules, calendar: BusinessCalendar, now: datetime) -> bool:

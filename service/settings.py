@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     # The late-parts escalation ladder (business time on the branch's calendar).
     escalation_express_grace_hours: float = Field(1.0, ge=0, le=24 * 7)  # an ETA slip tolerated before "late"
-    escalation_standard_grace_hours: float = Field(10.0, ge=0, le=24 * 30)  # about one business day
+    escalation_standard_grace_days: int = Field(1, ge=0, le=30)  # business days, same time of day
     escalation_breach_days: int = Field(3, ge=1, le=60)  # a part this many business days late breaches
     escalation_stale_window_hours: float = Field(4.0, ge=0, le=24 * 30)  # stale supplier data not trusted alone
     # Jobs escalated per unit of work by the sweep (<= 3 rungs a job: a statement of <= 3,000 rows of <= 8
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
                     grace=timedelta(hours=self.escalation_express_grace_hours), breach_days=self.escalation_breach_days
                 ),
                 Tier.STANDARD: TierRules(
-                    grace=timedelta(hours=self.escalation_standard_grace_hours), breach_days=self.escalation_breach_days
+                    grace_days=self.escalation_standard_grace_days, breach_days=self.escalation_breach_days
                 ),
             },
             stale_window=timedelta(hours=self.escalation_stale_window_hours),

@@ -11,8 +11,9 @@ stays short and two concurrent sweeps never deadlock. The rung's action:
 - at risk: an outbox entry "resource" (ask the other suppliers; express re-sources, standard proposes);
 - breached: an outbox entry "notify" (template `parts_delayed`, the new date) and a manager alert.
 
-A re-run, or a concurrent sweep, finds the rows there and does nothing. A new, later promise is a new
-key: the ladder may be climbed again for it. Delivery of every part clears the open rungs.
+A re-run, or a concurrent sweep, finds the rows there and does nothing. A new, later promise (the parts
+expected on another day) is a new key: the ladder may be climbed again for it. Delivery of every part
+clears the open rungs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from domain.calendar import BusinessCalendar
 from domain.errors import DomainError
 from domain.escalation import Assessment, Level, assess, levels_to_record
 from domain.model import Actor, EventKind, JobEvent, Tier, format_ref
@@ -52,8 +54,13 @@ def system_actor(branch_id: int) -> Actor:
     return Actor(0, SYSTEM_USER, Role.MANAGER, branch_id=branch_id)
 
 
-def promise_key(assessment: Assessment) -> str:
-    return assessment.promise.isoformat() if assessment.promise is not None else "none"
+def promise_key(assessment: Assessment, calendar: BusinessCalendar) -> str:
+    """The promise a rung is recorded for: the day the parts are expected, in the branch's calendar. A
+    supplier nudging its ETA by an hour is not a new promise (no new alerts, no second message to the
+    customer); a slip to another day is."""
+    if assessment.promise is None:
+        return "none"
+    return assessment.promise.astimezone(calendar.tz).date().isoformat()
 
 
 @dataclass
@@ -115,7 +122,7 @@ async def sweep(services: Services, *, now: datetime) -> SweepReport:
             now=now,
             stale_since=stale,
         )
-        key = promise_key(assessment)
+        key = promise_key(assessment, calendars[job.branch_id])
         wanted = levels_to_record(assessment.level, sorted(recorded.get((job.job_id, key), set())))
         if wanted:
             due.append(_Due(job, assessment, key, wanted))
@@ -197,17 +204,19 @@ def _lines_to_resource(lines: Sequence[PartLine], now: datetime) -> list[int]:
 class Better:
     offer: Offer
     current_expected: datetime | None
+    affordable: bool  # within what the customer agreed to pay: may replace the order without asking
 
 
 def _better_offer(quotes: sourcing.Quotes, *, now: datetime) -> Better | None:
-    """An offer from another supplier, orderable, in stock, within the pre-approved budget, that is
-    expected sooner than the current supplier's part (its ETA, or now if passed, plus its usual delay)."""
+    """The soonest offer from another supplier, orderable and in stock, expected sooner than the current
+    supplier's part (its ETA, or now if passed, plus its usual delay); preferring one the customer has
+    already agreed to pay for: within the pre-approved budget, or without a budget no dearer than the
+    part on order (the estimate holds)."""
     line, job = quotes.line, quotes.job
     current = next((o for o in quotes.offers if o.supplier_id == line.supplier_id), None)
     usual = current.usual_delay if current is not None else timedelta(0)
     expected = line.expected_at(now)
     current_expected = expected + usual if expected is not None else None
-    budget = job.preapproved_budget_cents
     candidates = [
         o
         for o in quotes.offers
@@ -216,13 +225,20 @@ def _better_offer(quotes: sourcing.Quotes, *, now: datetime) -> Better | None:
         and o.available >= line.quantity
         and o.expected_at is not None
         and o.unit_price_cents is not None
-        and (budget is None or o.unit_price_cents * line.quantity <= budget)
         and (current_expected is None or o.expected_at < current_expected)
     ]
+
+    def affordable(offer: Offer) -> bool:
+        price = (offer.unit_price_cents or 0) * line.quantity
+        if job.preapproved_budget_cents is not None:
+            return price <= job.preapproved_budget_cents
+        return line.unit_price_cents is not None and (offer.unit_price_cents or 0) <= line.unit_price_cents
+
     if not candidates:
         return None
-    best = min(candidates, key=lambda o: (o.expected_at, o.unit_price_cents, o.supplier_id))
-    return Better(best, current_expected)
+    soonest = sorted(candidates, key=lambda o: (o.expected_at, o.unit_price_cents, o.supplier_id))
+    best = next((o for o in soonest if affordable(o)), soonest[0])
+    return Better(best, current_expected, affordable(best))
 
 
 async def _job_branch(services: Services, job_id: int) -> int | None:
@@ -233,8 +249,8 @@ async def _job_branch(services: Services, job_id: int) -> int | None:
 @handler(RESOURCE)
 async def resource(services: Services, entry: OutboxEntry, now: datetime) -> None:
     """Ask the other suppliers for each late line's SKU. Express: re-source automatically to a sooner
-    offer within the budget (cancel at the old supplier, order from the new, record both); standard:
-    propose it to staff (an alert), change nothing."""
+    offer within what the customer agreed to pay (cancel at the old supplier, order from the new, record
+    both); standard, or a sooner offer that costs more: propose it to staff (an alert), change nothing."""
     job_id = int(entry.payload["job_id"])
     branch_id = await _job_branch(services, job_id)
     if branch_id is None:
@@ -298,8 +314,10 @@ async def _resource_line(
         return None
     offer = better.offer
     data = _resource_data(line, offer.supplier_id, offer, better.current_expected)
-    if not express:
+    if not express or not better.affordable:
         data["reason"] = f"{offer.supplier_name} can deliver sooner: proposed to staff, nothing changed"
+        if not better.affordable:
+            data["reason"] += " (it costs more than the customer agreed to: ask them first)"
         message = (
             f"{ref}: {offer.supplier_name} can deliver {line.sku} by {data['expected_at']} "
             f"for {offer.unit_price_cents} cents (current: {data['current_expected_at']}); re-order?"
@@ -317,12 +335,19 @@ async def _resource_line(
             now=now,
         )
         data["cancelled_po"] = cancelled.po
-    placed = await _order(services, actor, ref, line_id, offer.supplier_id, now)
+    placed = await _order(services, actor, ref, line_id, offer.supplier_id, now, reason=_resource_reason(offer))
     return _resourced(data, placed, offer, now)
 
 
 async def _order(
-    services: Services, actor: Actor, ref: str, line_id: int, supplier_id: int | None, now: datetime
+    services: Services,
+    actor: Actor,
+    ref: str,
+    line_id: int,
+    supplier_id: int | None,
+    now: datetime,
+    *,
+    reason: str | None = None,
 ) -> sourcing.Placed:
     return await sourcing.order_line(
         services.db,
@@ -334,6 +359,7 @@ async def _order(
         cipher=services.cipher,
         sla=services.settings.sla_policy,
         now=now,
+        reason=reason,
     )
 
 

@@ -2,7 +2,7 @@
 
 The late list is the API's (`parts.late_parts`, what GET /api/v1/parts/late serves), with the rung of the
 escalation ladder each job reached for its *current* promise: the promise the sweep judges now (the
-assessment's parts ETA, `escalation.promise_key`), so a rung reached for an earlier date does not show.
+assessment's parts ETA's day, `escalation.promise_key`), so a rung reached for an earlier date does not show.
 
 The manager's figures, for one branch (or the whole chain for a chain-wide manager):
 - open jobs per stage;
@@ -109,7 +109,7 @@ async def _current_promises(
             now=now,
             stale_since=stale,
         )
-        keys[late.line.job_id] = promise_key(assessment)
+        keys[late.line.job_id] = promise_key(assessment, branches[late.line.branch_id].calendar)
     return keys
 
 

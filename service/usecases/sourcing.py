@@ -187,9 +187,11 @@ async def order_line(
     cipher: PasscodeCipher,
     sla: SlaPolicy,
     now: datetime,
+    reason: str | None = None,
 ) -> Placed:
     """Order a line from the named supplier, or from the policy's choice. The choice and its reason are
-    recorded on the order and in the job's history."""
+    recorded on the order and in the job's history (`reason`: why a named supplier was chosen, when not
+    by staff: re-sourcing)."""
     async with db.transaction(write=False) as uow:
         src = await _sourcing(uow, actor, ref, line_id, cipher, now, supplier_id)
     _check_orderable(src.line)
@@ -198,6 +200,8 @@ async def order_line(
     if pending is None:
         offers, failures = await _ask(clients, src)
         choice = _pick(offers, failures, src, sla, supplier_id)
+        if reason is not None and supplier_id is not None:
+            choice = Choice(choice.offer, reason)
         pending = await _open_order(db, actor, src, choice, now)
     config = next(c for c in src.configs if c.id == pending.supplier_id)
     request = [OrderLineRequest(src.supplier_skus[config.id], src.line.quantity)]
@@ -379,11 +383,12 @@ async def cancel_order(
         order = await uow.orders.get(actor, order_id, lock=True)
         versions = {line.id or 0: line.version for line in order.lines}
         for line in order.lines:
-            if line.waiting:
-                line.cancel(
-                    now, actor.username, reason, by_supplier=True
-                )  # the supplier agreed: no longer ours to wait for
-        order.status, order.updated_at = OrderStatus.CANCELLED, now
+            # Our decision, not the supplier's failing (its scorecard must not count it). A line already
+            # on its way is received, then returned.
+            if line.waiting and line.status is not PartStatus.SHIPPED:
+                line.cancel(now, actor.username, reason)
+        order.refresh_status(now)
+        order.updated_at = now
         await save_lines(uow, order.job_id, order.lines, versions)
         await uow.orders.save(order)
         data = {"po": order.po, "reason": reason}

@@ -110,6 +110,11 @@ async def alerts(api: Api, user: str) -> list[dict[str, Any]]:
     return items
 
 
+def day_of(moment: datetime) -> str:
+    """A promise as the ladder keys it: the day in the branch's calendar."""
+    return moment.astimezone(VALENCE.tz).date().isoformat()
+
+
 # --- the ladder ------------------------------------------------------------------------------------------
 
 
@@ -121,7 +126,7 @@ async def test_the_three_levels_are_reached_as_the_clock_moves_each_recorded_onc
     view = await job_parts(api, placed.job["ref"])
     promised = at(line_of(view, placed.line_id)["promised_at"])
     due = at(placed.job["due_at"])
-    key = promised.isoformat()
+    key = day_of(promised)  # rungs are recorded per day the parts are expected
     assert clock.now < promised < due
 
     # Before the promise: nothing, however often it runs.
@@ -158,7 +163,7 @@ async def test_the_three_levels_are_reached_as_the_clock_moves_each_recorded_onc
     ready = VALENCE.add_business_time(clock.now, timedelta(hours=8))  # the part today at best, then the bench
     assert notice["payload"] == {
         "template": "parts_delayed",
-        "data": {"new_date": ready.isoformat(), "parts_eta": key, "promise": key},
+        "data": {"new_date": ready.isoformat(), "parts_eta": promised.isoformat(), "promise": key},
     }
     assert (await late_list(api))[0]["escalation"] == "breached"
     assert [a["kind"] for a in await alerts(api, "manager.valence")] == ["sla_breached", "parts_late"]
@@ -174,7 +179,7 @@ async def test_the_three_levels_are_reached_as_the_clock_moves_each_recorded_onc
     assert len(await rows(services, alert_t, job_id)) == 2
     escalated = await events_of(api, placed.job["ref"], "escalated")
     assert [e["data"]["level"] for e in escalated] == ["late", "at_risk", "breached"]
-    assert all(e["data"]["promise"] == key for e in escalated)
+    assert all(e["data"]["promise"] == promised.isoformat() for e in escalated)
 
 
 def _before(due: datetime, *, hours: float) -> datetime:
@@ -238,15 +243,21 @@ async def test_a_later_promise_escalates_again_and_delivery_clears(
     clock.now = promised + timedelta(minutes=5)
     assert (await sweep(services, clock)).recorded["late"] == 1
 
-    # The supplier gives a new date on the phone (still before the due date, not at risk): it is a new
-    # promise, and when it passes too the job is late again for it.
-    new_eta = VALENCE.add_business_time(clock.now, timedelta(hours=2))
+    # The supplier nudges its date by a minute, the same day: the same promise, nothing new for anyone.
+    response = await change_line(api, ref, placed.line_id, {"eta": iso(promised + timedelta(minutes=1))})
+    assert response.status_code == 200, response.text
+    assert (await sweep(services, clock)).total == 0
+    assert len(await alerts(api, "desk.valence")) == 1
+
+    # The supplier gives a new date on the phone, the next business day (still before the due date, not at
+    # risk): it is a new promise, and when it passes too the job is late again for it.
+    new_eta = VALENCE.add_business_days(clock.now, 1)
     response = await change_line(api, ref, placed.line_id, {"eta": iso(new_eta)})
     assert response.status_code == 200, response.text
     clock.now = new_eta + timedelta(minutes=1)
     assert (await sweep(services, clock)).recorded["late"] == 1
     assert (await sweep(services, clock)).total == 0
-    assert await levels(services, job_id) == [(1, promised.isoformat()), (1, new_eta.isoformat())]
+    assert await levels(services, job_id) == [(1, day_of(promised)), (1, day_of(new_eta))]
     assert len(await alerts(api, "desk.valence")) == 2
 
     # The part arrives: the flags are cleared and nothing escalates any more.
@@ -268,10 +279,16 @@ async def _slipped_far(
     """An order at supplier A whose ETA slips by 200 hours (the sandbox says so, Atelier polls it),
     with supplier B (on `tenant_b`) carrying the part sooner; the sweep then asks for re-sourcing."""
     placed = await order_job(api, sandbox, clock, tier=tier, budget=BUDGET)
-    job_id = parse_ref(placed.job["ref"]) or 0
     tenant_b = tenant_b or new_tenant()
     pin_stock(sandbox, tenant_b, SKU, 20)
     supplier_b = await add_supplier(api, sandbox, tenant_b)
+    return placed, supplier_b, await _slip_and_sweep(sandbox, clock, services, placed)
+
+
+async def _slip_and_sweep(sandbox: SandboxServer, clock: FakeClock, services: Services, placed: PlacedOrder) -> int:
+    """The placed order's ETA slips by 200 hours, a poll learns it and the sweep asks for re-sourcing:
+    the "resource" outbox entry's id."""
+    job_id = parse_ref(placed.job["ref"]) or 0
     sandbox.advance(placed.supplier_ref, "slip", tenant=placed.tenant, hours=200)
     from service.usecases.sourcing import refresh_order
 
@@ -282,7 +299,8 @@ async def _slipped_far(
     report = await sweep(services, clock)
     assert report.recorded["at_risk"] == 1
     (entry,) = [e for e in await rows(services, outbox_t, job_id) if e["kind"] == "resource"]
-    return placed, supplier_b, entry["id"]
+    entry_id: int = entry["id"]
+    return entry_id
 
 
 async def test_an_express_job_is_re_sourced_automatically(
@@ -306,6 +324,12 @@ async def test_an_express_job_is_re_sourced_automatically(
     # Both recorded, with the reason.
     (cancelled,) = await events_of(api, ref, "order_cancelled")
     assert cancelled["data"]["po"] == placed.order["po"] and cancelled["data"]["reason"].startswith("re-sourced")
+    # Atelier's decision, not the supplier's failing (its scorecard must not count it as its cancellation).
+    (part_cancelled,) = await events_of(api, ref, "part_cancelled")
+    assert part_cancelled["data"]["by_supplier"] is False
+    assert new_order.json()["choice_reason"].startswith("re-sourced: ")
+    (_first_choice, rechosen) = await events_of(api, ref, "supplier_chosen")
+    assert rechosen["data"]["po"] == new_po and rechosen["data"]["reason"].startswith("re-sourced: ")
     (resourced,) = await events_of(api, ref, "resourced")
     assert resourced["data"]["cancelled_po"] == placed.order["po"]
     assert resourced["data"]["po"] == new_po and resourced["data"]["to_supplier_id"] == supplier_b["id"]
@@ -315,6 +339,28 @@ async def test_an_express_job_is_re_sourced_automatically(
     async with services.db.transaction(write=False) as uow:
         count = len((await uow.connection.execute(select(order_t).where(order_t.c.job_id == job_id))).all())
     assert count == 2
+
+
+async def test_an_express_job_without_a_budget_is_not_re_sourced_to_a_dearer_part(
+    api: Api, sandbox: SandboxServer, clock: FakeClock, services: Services
+) -> None:
+    placed = await order_job(api, sandbox, clock, tier="express")  # no pre-approved budget
+    ref = placed.job["ref"]
+    price = line_of(await job_parts(api, ref), placed.line_id)["unit_price_cents"]
+    dearer = next(o for o in (pin_stock(sandbox, new_tenant(), SKU, 20) for _ in range(80)) if o.price_cents > price)
+    supplier_b = await add_supplier(api, sandbox, dearer.tenant)
+    entry_id = await _slip_and_sweep(sandbox, clock, services, placed)
+
+    assert await outbox.handle(services, entry_id, now=clock.now) is True
+
+    # The customer agreed to the estimate, not to a dearer part: nothing changes, staff are asked.
+    (old,) = sandbox_orders(sandbox, placed.tenant, placed.order["po"])
+    assert old["state"] != "cancelled"
+    assert line_of(await job_parts(api, ref), placed.line_id)["order_id"] == placed.order["id"]
+    (proposed,) = await events_of(api, ref, "resource_proposed")
+    assert proposed["data"]["to_supplier_id"] == supplier_b["id"]
+    assert "costs more than the customer agreed" in proposed["data"]["reason"]
+    assert "resource_proposal" in [a["kind"] for a in await alerts(api, "desk.valence")]
 
 
 async def test_a_re_sourcing_whose_new_order_lost_its_answer_sends_that_po_again_even_after_a_poll_saw_it(

@@ -105,11 +105,42 @@ def test_express_grace_is_one_business_hour() -> None:
     assert level(Tier.EXPRESS, [line(promised, promised + timedelta(hours=1, minutes=5))], NOW) is Level.LATE
 
 
-def test_standard_grace_is_about_one_business_day() -> None:
+def test_standard_grace_is_one_business_day() -> None:
     promised = utc(3, 9)  # Tuesday 10:00 Paris
     assert level(Tier.STANDARD, [line(promised, promised + timedelta(hours=5))], NOW) is None
-    # Tuesday 10:00 → Wednesday 12:00 Paris: 9 + 3 = 12 business hours, over the grace of 10.
-    assert level(Tier.STANDARD, [line(promised, utc(4, 11))], NOW) is Level.LATE
+    # Wednesday 10:00 Paris, the same time a business day later: still within the grace; a minute more is late.
+    assert level(Tier.STANDARD, [line(promised, utc(4, 9))], NOW) is None
+    assert level(Tier.STANDARD, [line(promised, utc(4, 9, 1))], NOW) is Level.LATE
+
+
+def test_the_standard_grace_is_a_day_whatever_the_opening_hours() -> None:
+    # A shop open 7 hours a day (09:00-12:00, 14:00-18:00): Tuesday 10:00 → Wednesday 11:00 is 8 business
+    # hours, yet more than one business day: late.
+    short_days = BusinessCalendar(
+        OpeningHours.from_mapping({day: [["09:00", "12:00"], ["14:00", "18:00"]] for day in ("tue", "wed")}),
+        ZoneInfo("Europe/Paris"),
+    )
+    promised = utc(3, 9)
+    rules = POLICY.for_tier(Tier.STANDARD)
+    assert rules.grace_ends(promised, short_days) == utc(4, 9)
+    assessment = assess(
+        tier=Tier.STANDARD,
+        due_at=NOW + FAR,
+        lines=[line(promised, utc(4, 10))],
+        calendar=short_days,
+        sla=SLA,
+        policy=POLICY,
+        now=NOW,
+    )
+    assert assessment.level is Level.LATE
+
+
+def test_the_standard_grace_day_skips_closed_days() -> None:
+    # Promised Saturday 11:00 Paris; Sunday is closed, so the grace runs to Monday 11:00.
+    sat_now = utc(7, 9)
+    promised = utc(7, 10)
+    assert level(Tier.STANDARD, [line(promised, utc(9, 10))], sat_now) is None
+    assert level(Tier.STANDARD, [line(promised, utc(9, 10, 30))], sat_now) is Level.LATE
 
 
 def test_the_grace_is_counted_in_business_time() -> None:
@@ -119,8 +150,6 @@ def test_the_grace_is_counted_in_business_time() -> None:
     # Saturday 18:30 → Monday 09:20 (Sunday closed): 39 wall-clock hours, 50 business minutes: not late.
     sat_now = utc(7, 9)
     assert level(Tier.EXPRESS, [line(utc(7, 17, 30), utc(9, 8, 20))], sat_now) is None
-    # Standard: Monday 18:00 → Tuesday 12:00 Paris is 18 wall-clock hours, 1 + 3 business hours.
-    assert level(Tier.STANDARD, [line(utc(2, 17), utc(3, 11))], NOW) is None
 
 
 def test_the_grace_per_tier_is_configurable() -> None:
@@ -185,6 +214,17 @@ def test_stale_supplier_data_is_not_trusted_within_the_window_but_is_after() -> 
     # The window is configurable.
     short = EscalationPolicy(stale_window=timedelta(minutes=30))
     assert level(Tier.STANDARD, late, NOW, stale={7: NOW - timedelta(hours=1)}, policy=short) is Level.LATE
+
+
+def test_a_date_the_supplier_stated_after_going_stale_is_trusted() -> None:
+    # The supplier stopped answering polls an hour ago, but pushed this ETA (a webhook) since: it is news.
+    stale = {7: NOW - timedelta(hours=1)}
+    fresh = line(utc(2, 8, 30), utc(2, 8, 30), supplier_id=7)
+    fresh.fact_at = NOW - timedelta(minutes=10)
+    assert level(Tier.STANDARD, [fresh], NOW, stale=stale) is Level.LATE
+    old = line(utc(2, 8, 30), utc(2, 8, 30), supplier_id=7)
+    old.fact_at = NOW - timedelta(hours=2)
+    assert level(Tier.STANDARD, [old], NOW, stale=stale) is None
 
 
 def test_the_promise_is_the_jobs_latest_parts_eta() -> None:
