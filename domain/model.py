@@ -398,6 +398,12 @@ class RepairJob:
         unanswered = self.stage is Stage.AWAITING_PARTS and bool(self.estimate) and self.approval is None
         return self.stage is Stage.AWAITING_APPROVAL or unanswered
 
+    @property
+    def estimate_needs_customer(self) -> bool:
+        """The customer must be asked about the estimate: an answer is expected and no pre-approved budget
+        covers it (a job whose parts were ordered early included)."""
+        return self.awaits_answer and bool(self.estimate) and not self.within_budget
+
     def _answer(self, approved: bool, by: str, source: ApprovalSource, now: datetime, note: str | None) -> None:
         if not self.awaits_answer:
             raise RuleConflict("the customer's answer is recorded while the job awaits approval")

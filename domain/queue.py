@@ -2,8 +2,10 @@
 
 Bench work is every stage where the device is in the workshop's hands and someone can (or soon will) work
 on it; awaiting_approval, on_hold and ready_for_pickup wait for someone else. A job in awaiting_parts whose
-parts are not all in is *waiting for parts*: it goes after every job that can be worked on now, whatever
-its tier, so the top of the queue is always something a technician can pick up.
+parts are not all in is *waiting for parts*, and one whose parts are in but whose estimate the customer has
+not approved (parts were ordered early, the estimate is over any pre-approved budget) is *waiting for the
+customer*: both go after every job that can be worked on now, whatever their tier, so the top of the
+queue is always something a technician can pick up.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class BenchJob:
     tier: Tier
     due_at: datetime
     lines: Sequence[PartLine] = ()
+    # The repair may not start before the customer answers the estimate (`needs_answer`).
+    unanswered: bool = False
 
     @property
     def parts_ready(self) -> bool:
@@ -47,9 +51,25 @@ class BenchJob:
     def waiting_for_parts(self) -> bool:
         return self.stage is Stage.AWAITING_PARTS and not self.parts_ready
 
+    @property
+    def waiting_for_customer(self) -> bool:
+        return self.stage is Stage.AWAITING_PARTS and self.unanswered
+
+    @property
+    def workable(self) -> bool:
+        return not (self.waiting_for_parts or self.waiting_for_customer)
+
+
+def needs_answer(*, estimate_total_cents: int | None, budget_cents: int | None, answered: bool) -> bool:
+    """Whether the repair waits for the customer's answer: an estimate not answered yet that no pre-approved
+    budget covers (the same rule as `RepairJob`'s move to repairing)."""
+    if answered or estimate_total_cents is None:
+        return False
+    return budget_cents is None or estimate_total_cents > budget_cents
+
 
 def queue_key(job: BenchJob) -> tuple[bool, bool, datetime, tuple[int, datetime], int]:
-    """Workable before waiting for parts, then express first, then the earliest promise, then parts
+    """Workable before waiting for parts or the customer, then express first, then the earliest promise, then parts
     readiness (all in, then expected soonest, then no date yet), then the oldest job."""
     eta = job.parts_eta
     if job.parts_ready:
@@ -58,7 +78,7 @@ def queue_key(job: BenchJob) -> tuple[bool, bool, datetime, tuple[int, datetime]
         readiness = (1, eta)
     else:
         readiness = (2, job.due_at)
-    return (job.waiting_for_parts, job.tier is not Tier.EXPRESS, job.due_at, readiness, job.job_id)
+    return (not job.workable, job.tier is not Tier.EXPRESS, job.due_at, readiness, job.job_id)
 
 
 def in_queue_order(jobs: Iterable[BenchJob]) -> list[BenchJob]:

@@ -38,6 +38,7 @@ class QueueItemOut:
     parts_ready: bool  # no part is still awaited
     parts_eta: datetime | None  # when the last awaited part should arrive (null: none awaited, or unknown)
     waiting_for_parts: bool  # in awaiting_parts with parts still to come: not workable yet
+    waiting_for_customer: bool  # parts ordered before the customer approved an estimate over any budget
     at_risk: bool  # the promise (due_at) is likely to be missed
 
 
@@ -60,6 +61,7 @@ def item_out(item: QueueItem) -> QueueItemOut:
         parts_ready=bench.parts_ready,
         parts_eta=bench.parts_eta,
         waiting_for_parts=bench.waiting_for_parts,
+        waiting_for_customer=bench.waiting_for_customer,
         at_risk=item.at_risk,
     )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.model import FaultCategory, Tier
-from domain.queue import BenchJob
+from domain.queue import BenchJob, needs_answer
 from domain.stages import Stage
 from service.persistence.parts import LineRepository
 from service.persistence.tables import job_t, user_t
@@ -43,6 +44,9 @@ class QueueRepository:
                 job_t.c.device_brand,
                 job_t.c.device_model,
                 job_t.c.fault_category,
+                job_t.c.estimate,
+                job_t.c.approval,
+                job_t.c.preapproved_budget_cents,
                 user_t.c.username,
             )
             .select_from(job_t.outerjoin(user_t, user_t.c.id == job_t.c.technician_id))
@@ -52,7 +56,18 @@ class QueueRepository:
         lines = await self._lines.for_jobs([row.id for row in rows])
         return [
             QueuedJob(
-                BenchJob(row.id, Stage(row.stage), Tier(row.tier), row.due_at, tuple(lines[row.id])),
+                BenchJob(
+                    row.id,
+                    Stage(row.stage),
+                    Tier(row.tier),
+                    row.due_at,
+                    tuple(lines[row.id]),
+                    unanswered=needs_answer(
+                        estimate_total_cents=_total(row.estimate),
+                        budget_cents=row.preapproved_budget_cents,
+                        answered=row.approval is not None,
+                    ),
+                ),
                 row.username,
                 row.device_brand,
                 row.device_model,
@@ -60,3 +75,10 @@ class QueueRepository:
             )
             for row in rows
         ]
+
+
+def _total(estimate: list[dict[str, Any]] | None) -> int | None:
+    """The stored estimate's total (None: no estimate yet)."""
+    if not estimate:
+        return None
+    return sum(int(line["quantity"]) * int(line["unit_price_cents"]) for line in estimate)

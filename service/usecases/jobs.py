@@ -181,9 +181,14 @@ async def move(
 
 async def _notify_stage(uow: UnitOfWork, job: RepairJob, now: datetime) -> None:
     """The stages the customer hears about, in the transaction of the move."""
-    assert job.id is not None
     if job.stage is Stage.AWAITING_APPROVAL:
-        await notify(uow, job.id, Template.ESTIMATE_READY, {"total_cents": job.estimate_total_cents}, now=now)
+        await ask_about_estimate(uow, job, now)
+
+
+async def ask_about_estimate(uow: UnitOfWork, job: RepairJob, now: datetime) -> None:
+    """Send the customer the estimate to approve or decline (through their link)."""
+    assert job.id is not None
+    await notify(uow, job.id, Template.ESTIMATE_READY, {"total_cents": job.estimate_total_cents}, now=now)
 
 
 async def set_estimate(
@@ -196,7 +201,12 @@ async def set_estimate(
     now: datetime,
     note: str | None = None,
 ) -> RepairJob:
-    return await _change(uow, actor, ref, expected_version, lambda job: job.set_estimate(actor, lines, now, note))
+    job = await _change(uow, actor, ref, expected_version, lambda job: job.set_estimate(actor, lines, now, note))
+    # A new estimate while the customer's answer is awaited replaces the one they were asked about (or,
+    # parts ordered early, is the first they hear of): ask again, unless a pre-approved budget covers it.
+    if job.stage in (Stage.AWAITING_APPROVAL, Stage.AWAITING_PARTS) and job.estimate_needs_customer:
+        await ask_about_estimate(uow, job, now)
+    return job
 
 
 async def record_approval(

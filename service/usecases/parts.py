@@ -21,9 +21,10 @@ from domain.parts import (
     all_received,
 )
 from domain.sla import Forecast, SlaPolicy, forecast
-from domain.stages import Role
+from domain.stages import Role, Stage
 from service.persistence.parts import LateLine
 from service.uow import UnitOfWork
+from service.usecases import jobs
 
 PARTS_ROLES = (Role.TECHNICIAN, Role.MANAGER)
 
@@ -106,7 +107,9 @@ async def add_lines(
     sla: SlaPolicy,
     expected_version: int | None = None,
 ) -> tuple[JobParts, list[PartLine]]:
-    """Add part lines; the job starts waiting for parts. Nobody is told anything by this alone."""
+    """Add part lines; the job starts waiting for parts. Nobody is told of the parts: but a job that
+    skips the wait for approval this way, with an estimate no budget covers, sends the customer that
+    estimate to answer (it would have when moved to awaiting_approval)."""
     if actor.role not in PARTS_ROLES:
         raise NotPermitted("only a technician or a manager adds parts to a job")
     if not requests:
@@ -120,6 +123,7 @@ async def add_lines(
         if request.sku not in known:
             raise InvalidValue(f"lines[{index}].sku", f"{request.sku} is not in the catalogue")
     version = job.version
+    before_approval = job.stage in (Stage.RECEIVED, Stage.DIAGNOSING)
     job.parts_added(actor, [r.sku for r in requests], now)
     created = [PartLine(None, job.id, job.branch_id, r.sku, r.quantity, now, updated_at=now) for r in requests]
     await uow.lines.add(created)
@@ -135,6 +139,8 @@ async def add_lines(
         ]
     )
     await uow.jobs.save(job, version)
+    if before_approval and job.stage is Stage.AWAITING_PARTS and job.estimate_needs_customer:
+        await jobs.ask_about_estimate(uow, job, now)
     lines = await uow.lines.for_job(job.id)
     history = await uow.lines.history([line.id for line in lines if line.id is not None])
     parts = JobParts(job, lines, history, job_forecast(job, lines, await _calendar(uow, job), sla, now))

@@ -8,8 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
-from tests.api.helpers import JOBS, assert_problem, events, intake_body, list_refs, move
+from domain.model import parse_ref
+from service.persistence.tables import outbox_t
+from service.services import Services
+from tests.api.helpers import JOBS, assert_problem, estimate, events, get_job, intake_body, list_refs, move
+from tests.api.parts_helpers import SKU, add_lines, add_part
 from tests.conftest import Api, FakeClock
 
 CAPACITY = "/api/v1/express/capacity"
@@ -242,3 +247,34 @@ async def test_invalid_branch_settings_are_422_naming_the_field(api: Api) -> Non
         assert_problem(response, 422, field)
     settings = (await api.client.get(f"{BRANCHES}/valence", headers=manager)).json()
     assert (settings["express_capacity"], settings["storage_slots"]) == (None, None)  # nothing changed
+
+
+async def _estimate_requests(services: Services, ref: str) -> int:
+    """The "estimate ready" messages asked for the job (outbox entries for the notification workers)."""
+    async with services.db.transaction(write=False) as uow:
+        rows = await uow.connection.execute(select(outbox_t.c.payload).where(outbox_t.c.job_id == parse_ref(ref)))
+        return sum(1 for (payload,) in rows if payload.get("template") == "estimate_ready")
+
+
+async def test_an_estimate_over_the_budget_asks_the_customer_even_when_parts_are_ordered_first(
+    api: Api, services: Services
+) -> None:
+    await add_part(api, SKU)
+    over = await move(api, "tech.valence", await express(api, preapproved_budget_cents=3000), "diagnosing")
+    over = await estimate(api, "tech.valence", over, 5000)
+    assert await _estimate_requests(services, over["ref"]) == 0  # written, not sent yet
+    assert (await add_lines(api, over["ref"], {"sku": SKU, "quantity": 1})).status_code == 201
+    assert await _estimate_requests(services, over["ref"]) == 1  # the parts skipped the approval stage
+
+    # Within the budget: approval is skipped on purpose, the customer is not asked.
+    within = await move(api, "tech.valence", await express(api, preapproved_budget_cents=9000), "diagnosing")
+    within = await estimate(api, "tech.valence", within, 5000)
+    assert (await add_lines(api, within["ref"], {"sku": SKU, "quantity": 1})).status_code == 201
+    assert await _estimate_requests(services, within["ref"]) == 0
+
+    # Parts first, estimate after: the estimate is what asks.
+    late = await move(api, "tech.valence", await express(api), "diagnosing")
+    assert (await add_lines(api, late["ref"], {"sku": SKU, "quantity": 1})).status_code == 201
+    assert await _estimate_requests(services, late["ref"]) == 0  # adding parts alone tells nobody
+    await estimate(api, "tech.valence", await get_job(api, "tech.valence", late["ref"]), 5000)
+    assert await _estimate_requests(services, late["ref"]) == 1

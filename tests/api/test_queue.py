@@ -10,7 +10,7 @@ from sqlalchemy import event, update
 
 from service.persistence.tables import line_t
 from service.services import Services
-from tests.api.helpers import advance_to, assert_problem, create_job, move
+from tests.api.helpers import advance_to, approve, assert_problem, create_job, estimate, get_job, move
 from tests.api.parts_helpers import SKU, SKU2, add_lines, add_part, at
 from tests.conftest import Api, FakeClock
 
@@ -92,6 +92,7 @@ async def test_bench_work_in_order(api: Api, services: Services, clock: FakeCloc
         "fault_category": "screen",
         "parts_ready": False,
         "waiting_for_parts": True,
+        "waiting_for_customer": False,
         "at_risk": True,  # promised in 4 business hours, its part comes tomorrow
     }
     assert (by_ref[waiting["ref"]]["parts_eta"], by_ref[waiting["ref"]]["waiting_for_parts"]) == (None, True)
@@ -114,6 +115,30 @@ async def test_a_job_waiting_for_parts_is_never_on_top(api: Api, services: Servi
     assert await refs(api) == [waiting["ref"], late_standard["ref"]]
     item = (await queue(api))["items"][0]
     assert (item["parts_ready"], item["parts_eta"], item["waiting_for_parts"]) == (True, None, False)
+
+
+async def test_a_job_whose_estimate_the_customer_has_not_approved_is_never_on_top(
+    api: Api, services: Services, clock: FakeClock
+) -> None:
+    # Express, no pre-approved budget: estimated, then its part ordered before the customer answered.
+    await add_part(api, SKU)
+    express = await move(api, "tech.valence", await create_job(api, tier="express"), "diagnosing")
+    express = await estimate(api, "tech.valence", express, 5000)
+    response = await add_lines(api, express["ref"], {"sku": SKU, "quantity": 1})
+    assert response.status_code == 201, response.text
+    await set_lines(services, express["ref"], "received")
+    clock.advance(minutes=5)
+    standard = await create_job(api)
+
+    # Its parts are in, but no technician can start the repair: the standard job goes first.
+    assert await refs(api) == [standard["ref"], express["ref"]]
+    item = (await queue(api))["items"][1]
+    assert (item["parts_ready"], item["waiting_for_parts"], item["waiting_for_customer"]) == (True, False, True)
+
+    # The customer approves: it is workable, and express goes first again.
+    await approve(api, "desk.valence", await get_job(api, "desk.valence", express["ref"]), True)
+    assert await refs(api) == [express["ref"], standard["ref"]]
+    assert (await queue(api))["items"][0]["waiting_for_customer"] is False
 
 
 async def test_parts_readiness_orders_jobs_due_at_the_same_time(api: Api, services: Services) -> None:

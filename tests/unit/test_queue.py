@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from domain.calendar import BusinessCalendar, OpeningHours
 from domain.model import Tier
 from domain.parts import PartLine, PartStatus
-from domain.queue import BENCH_WORK, BenchJob, at_risk, in_queue_order
+from domain.queue import BENCH_WORK, BenchJob, at_risk, in_queue_order, needs_answer
 from domain.sla import SlaPolicy
 from domain.stages import Stage
 
@@ -145,3 +145,20 @@ def test_at_risk_from_the_parts_arrival_or_from_now() -> None:
     assert not at_risk(job(2, Stage.REPAIRING, Tier.EXPRESS, due_in_hours=2), VALENCE, SLA, NOW)
     assert at_risk(job(2, Stage.REPAIRING, Tier.EXPRESS, due_in_hours=0.5), VALENCE, SLA, NOW)
     assert at_risk(job(3, Stage.DIAGNOSING, due_in_hours=-1), VALENCE, SLA, NOW)  # overdue
+
+
+def test_a_job_waiting_for_the_customers_answer_goes_after_every_workable_job() -> None:
+    parts_in = (line(1, PartStatus.RECEIVED),)
+    unanswered = BenchJob(1, Stage.AWAITING_PARTS, Tier.EXPRESS, NOW + timedelta(hours=1), parts_in, unanswered=True)
+    answered = BenchJob(2, Stage.AWAITING_PARTS, Tier.EXPRESS, NOW + timedelta(hours=2), parts_in)
+    standard = job(3, due_in_hours=48)
+    assert unanswered.waiting_for_customer and not unanswered.waiting_for_parts
+    assert ids(in_queue_order([unanswered, standard, answered])) == [2, 3, 1]
+
+
+def test_the_repair_waits_for_an_answer_only_to_an_estimate_over_any_budget() -> None:
+    assert needs_answer(estimate_total_cents=5000, budget_cents=None, answered=False)
+    assert needs_answer(estimate_total_cents=5000, budget_cents=4999, answered=False)
+    assert not needs_answer(estimate_total_cents=5000, budget_cents=5000, answered=False)
+    assert not needs_answer(estimate_total_cents=5000, budget_cents=None, answered=True)
+    assert not needs_answer(estimate_total_cents=None, budget_cents=None, answered=False)  # nothing to answer yet
