@@ -109,9 +109,14 @@ class PickupController(Controller):
         ctx: NamedDependency[RequestContext],
         code: Typed = None,
         ref: Typed = None,
+        reference: Typed = None,
     ) -> Response[JobOut]:
-        """The device waiting for pickup with this code (or reference), and its slot, in one step."""
+        """The device waiting for pickup with this code (or reference: `ref`, or `reference`), and its slot,
+        in one step."""
         await ctx.limits.check(PICKUP_IP, client_ip(request))
+        if ref is not None and reference is not None and ref != reference:
+            raise InvalidValue("reference", "give the job's reference once (ref or reference)")
+        ref = ref if ref is not None else reference
         async with ctx.db.transaction(write=False) as uow:
             job = await pickup.lookup(uow, ctx.actor, code=code, ref=ref, now=ctx.clock(), settings=ctx.settings)
         return _job_response(job_out(job, ctx.actor.role))

@@ -22,7 +22,7 @@ from litestar.exceptions import ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_303_SEE_OTHER
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from domain.errors import NotFound, RuleConflict
 from domain.tracking import TrackingView
@@ -51,6 +51,24 @@ Lang = Annotated[str | None, QueryParameter(max_length=8)]
 class AnswerIn(Body):
     approved: Flag
     note: Note | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decision_in_words(cls, data: Any) -> Any:
+        """`{"decision": "approve"|"decline"}` (what a customer's app may send) is the same answer as
+        `{"approved": true|false}`; given once."""
+        if not isinstance(data, dict) or "decision" not in data:
+            return data
+        if "approved" in data:
+            raise ValueError('give the answer once: "approved" or "decision", not both')
+        decision = data["decision"]
+        if not isinstance(decision, str) or decision not in _DECISIONS:
+            raise ValueError('"decision" is "approve" or "decline"')
+        answer = {key: value for key, value in data.items() if key != "decision"}
+        return {**answer, "approved": _DECISIONS[decision]}
+
+
+_DECISIONS = {"approve": True, "approved": True, "decline": False, "declined": False}
 
 
 @dataclass(slots=True)

@@ -474,7 +474,8 @@ async def test_lookup_by_code_or_reference_finds_the_device_and_its_slot(api: Ap
     first, second = await ready(api), await ready(api)
     code = await pickup_code(api, second["ref"])
 
-    for params in ({"code": code}, {"code": code.lower().replace("-", " ")}, {"ref": second["ref"]}):
+    spellings = ({"code": code}, {"code": code.lower().replace("-", " ")}, {"ref": second["ref"]})
+    for params in (*spellings, {"reference": second["ref"]}):
         response = await lookup(api, "desk.valence", **params)
         assert response.status_code == 200, (params, response.text)
         found = response.json()
@@ -492,6 +493,7 @@ async def test_lookup_refusals(api: Api) -> None:
     assert_problem(await lookup(api, "desk.valence", code="ABCD-EFG0"), 422, "code")
     assert_problem(await lookup(api, "desk.valence"), 422, "code")
     assert_problem(await lookup(api, "desk.valence", code=code, ref=job["ref"]), 422, "code")
+    assert_problem(await lookup(api, "desk.valence", ref=job["ref"], reference="AT-999999"), 422, "reference")
     assert_problem(await lookup(api, "tech.valence", code=code), 403)
     assert_problem(await lookup(api, "desk.valence", ref="AT-999999"), 404)
     repairing = await advance_to(api, await create_job(api), "repairing")

@@ -220,6 +220,22 @@ async def test_customer_approves_through_the_link(api: Api) -> None:
     assert "repairing" in after["allowed_transitions"]
 
 
+async def test_the_answer_may_be_given_in_words(api: Api) -> None:
+    declined = await _job_awaiting_approval(api)
+    response = await api.client.post(f"{_path(declined)}/approval", json={"decision": "decline"}, headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["answer"]["approved"] is False
+    approved = await _job_awaiting_approval(api)
+    response = await api.client.post(f"{_path(approved)}/approval", json={"decision": "approved"}, headers=JSON)
+    assert response.json()["answer"]["approved"] is True
+    # One answer, given once: both ways at once, or neither, is refused and records nothing.
+    third = await _job_awaiting_approval(api)
+    for body in ({"approved": True, "decision": "decline"}, {"note": "ok"}, {"decision": "maybe"}):
+        response = await api.client.post(f"{_path(third)}/approval", json=body, headers=JSON)
+        assert response.status_code == 422, (body, response.text)
+    assert (await get_job(api, "tech.valence", third["ref"]))["approval"] is None
+
+
 async def test_an_express_estimate_over_the_budget_asks_the_customer(api: Api) -> None:
     """Within its budget an express repair goes ahead (the page says so); over it, the customer is asked
     through the link, and the bench waits for their answer."""
