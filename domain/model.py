@@ -83,6 +83,9 @@ class EventKind(StrEnum):
     REMINDED = "reminded"  # an uncollected device's customer was reminded
     NOTIFICATION_SENT = "notification_sent"
     NOTIFICATION_FAILED = "notification_failed"
+    NOTIFICATION_DELAYED = "notification_delayed"  # an SMS held back by quiet hours, with when it goes
+    NOTIFICATION_SKIPPED = "notification_skipped"  # not sent, with why (no consent, no longer relevant...)
+    NOTIFICATION_RETRY = "notification_retry"  # a retryable failure: tried again later
     ESCALATED = "escalated"
     RESOURCED = "resourced"
     RESOURCE_PROPOSED = "resource_proposed"

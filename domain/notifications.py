@@ -6,11 +6,13 @@ channels a customer agreed to and when a text message may be sent. Sending is `i
 - Language: the customer's ("fr" or "en"); anything else falls back to French.
 - Consent: email when the customer gave an address; SMS only with `sms_consent` (and a phone).
 - Quiet hours: no SMS from 20:00 to 08:00 branch time. A message due then is delayed to 08:00, never dropped.
+- Relevance: a message waits (quiet hours, a retry), so what it says is checked again when it goes; one
+  whose reason has passed (the parts came in, the device was collected) is not sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -19,7 +21,9 @@ from zoneinfo import ZoneInfo
 
 from domain.calendar import WEEKDAYS, OpeningHours
 from domain.errors import InvalidValue
-from domain.model import Customer
+from domain.model import Customer, RepairJob
+from domain.parts import PartLine
+from domain.stages import Stage
 
 LANGUAGES = ("fr", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -77,6 +81,44 @@ def sms_send_time(now: datetime, tz: ZoneInfo) -> datetime:
         return now
     day = local.date() + timedelta(days=1) if local.time() >= QUIET_FROM else local.date()
     return datetime.combine(day, QUIET_UNTIL, tzinfo=tz).astimezone(UTC)
+
+
+STALE = "no longer relevant"  # how a skipped message's reason starts when its reason has passed
+ALREADY_TOLD = "already told"
+
+
+def stale_reason(template: Template, job: RepairJob, lines: Sequence[PartLine]) -> str | None:
+    """Why a message asked for earlier must not be sent now (its reason has passed), or None to send it.
+    `lines`: the job's part lines (only a parts delay reads them)."""
+    if template is Template.JOB_RECEIVED:
+        return None  # a fact of the past: true whenever it is told
+    if template is Template.PARTS_DELAYED:
+        if not job.is_open:
+            return f"{STALE}: the job is {job.stage}"
+        return None if any(line.waiting for line in lines) else f"{STALE}: the parts have arrived"
+    if template is Template.ESTIMATE_READY:
+        # Answered (a job stays in awaiting_approval until moved on), or moved on: nothing to ask any more.
+        unanswered = job.awaits_answer and job.approval is None
+        return None if unanswered else f"{STALE}: the estimate is no longer awaiting an answer"
+    # Ready for pickup and the reminders: only while the device waits on the shelf.
+    if job.stage is Stage.READY_FOR_PICKUP:
+        return None
+    if job.stage is Stage.COLLECTED:
+        return f"{STALE}: the device was collected"
+    return f"{STALE}: the device is no longer ready for pickup ({job.stage})"
+
+
+def announced_day(data: Mapping[str, Any], tz: ZoneInfo) -> date | None:
+    """The new date a parts delay tells, as the customer reads it (the branch's local day)."""
+    raw = data.get("new_date")
+    return datetime.fromisoformat(str(raw)).astimezone(tz).date() if raw else None
+
+
+def already_told(data: Mapping[str, Any], told: Iterable[Mapping[str, Any]], tz: ZoneInfo) -> bool:
+    """Whether a parts delay's new date is one of those the customer was told already (`told`: the data of
+    the job's parts delays sent or being sent): the same day twice is noise, whatever the hour."""
+    day = announced_day(data, tz)
+    return day is not None and any(announced_day(other, tz) == day for other in told)
 
 
 # --- words -----------------------------------------------------------------------------------------
@@ -196,10 +238,10 @@ def _estimate_ready(language: str, f: Facts) -> tuple[str, str]:
 
 
 def _parts_delayed(language: str, f: Facts) -> tuple[str, str]:
-    raw = f.data.get("new_date")
-    if not raw:
+    day = announced_day(f.data, f.tz)
+    if day is None:
         raise InvalidValue("new_date", "a parts delay names the new date")
-    when = date_in_words(datetime.fromisoformat(str(raw)).astimezone(f.tz).date(), language)
+    when = date_in_words(day, language)
     if language == "fr":
         return "Pièce en retard", f"Une pièce pour votre {f.device} arrive en retard. Nouvelle date prévue : {when}."
     return "Part delayed", f"A part for your {f.device} is late. The new expected date is {when}."

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.persistence.tables import notification_t
+from service.persistence.tables import job_t, notification_t, outbox_t
+
+SETTLED = ("sent", "failed", "skipped")
 
 
 @dataclass(slots=True)
@@ -20,7 +24,7 @@ class NotificationRecord:
     language: str
     recipient: str
     body: str
-    status: str  # pending (a retry is due), sent, delayed (quiet hours), failed, skipped
+    status: str  # pending (a retry or its turn is due), sending (leased), sent, delayed (quiet hours), failed, skipped
     attempts: int
     scheduled_for: datetime
     created_at: datetime
@@ -41,6 +45,38 @@ class NotificationRepository:
     async def for_job(self, job_id: int) -> list[NotificationRecord]:
         query = select(notification_t).where(notification_t.c.job_id == job_id).order_by(notification_t.c.id)
         return [NotificationRecord(**dict(row)) for row in (await self._conn.execute(query)).mappings()]
+
+    async def lock_job(self, job_id: int) -> None:
+        """Serialise the claims of one job's messages (which goes first, what was told already) across
+        workers on PostgreSQL; FOR NO KEY UPDATE leaves inserts referring to the job (its events) free.
+        SQLite runs one write transaction at a time anyway."""
+        await self._conn.execute(select(job_t.c.id).where(job_t.c.id == job_id).with_for_update(key_share=True))
+
+    async def told(self, job_id: int, channel: str, template: str, *, besides: int) -> list[Mapping[str, Any]]:
+        """The trigger data of the job's other `template` messages on `channel` sent or being sent."""
+        query = (
+            select(outbox_t.c.payload)
+            .join(notification_t, notification_t.c.outbox_id == outbox_t.c.id)
+            .where(
+                notification_t.c.job_id == job_id,
+                notification_t.c.channel == channel,
+                notification_t.c.template == template,
+                notification_t.c.status.in_(("sent", "sending")),
+                notification_t.c.outbox_id != besides,
+            )
+        )
+        return [payload.get("data") or {} for (payload,) in await self._conn.execute(query)]
+
+    async def unsettled_before(self, job_id: int, channel: str, *, before: int) -> list[tuple[str, datetime]]:
+        """(status, scheduled_for) of the job's messages asked for before entry `before` that were tried on
+        `channel` and are not settled there yet (delayed, a retry pending, being sent)."""
+        query = select(notification_t.c.status, notification_t.c.scheduled_for).where(
+            notification_t.c.job_id == job_id,
+            notification_t.c.channel == channel,
+            notification_t.c.outbox_id < before,
+            notification_t.c.status.not_in(SETTLED),
+        )
+        return [(status, scheduled_for) for status, scheduled_for in await self._conn.execute(query)]
 
     async def save(self, record: NotificationRecord) -> None:
         """Insert, or update the row of the same outbox entry and channel (the entry is locked by the caller)."""

@@ -3,15 +3,20 @@
 `notify` writes an outbox entry of kind "notify"; the handler below (registered on import) sends it on
 every channel the customer agreed to, one `NotificationRow` per channel recording what became of it:
 
-- `skipped`: no address, no SMS consent, or the channel is not configured;
+- `skipped`: no address, no SMS consent, the channel is not configured, the message's reason has passed
+  by the time it may go (the parts came in, the device was collected), or a parts delay announces a date
+  the customer was told already on that channel;
 - `delayed`: an SMS in quiet hours (20:00-08:00 branch time), sent at 08:00 by the same entry;
-- `pending`: a retryable failure, tried again after a growing delay (2, 4, 8, 16 minutes...);
-- `sent` / `failed`: final; both are also a JobEvent, so the job's history shows delivery.
+- `pending`: a retryable failure, tried again after a growing delay (2, 4, 8, 16 minutes...), or a
+  message waiting for an earlier one of its job to settle on that channel: they go out in the order asked;
+- `sent` / `failed`: final.
+Every outcome but waiting for its turn is also a JobEvent, so the job's history shows delivery.
 
 No transaction is open while a channel is called (an SMTP server may take seconds, and on SQLite a
 write transaction would stop the whole shop meanwhile). Instead the handler works in three steps:
-1. claim: with the entry locked, each channel due now is marked `sending` with a lease and committed,
-   so a concurrent delivery of the same entry skips it;
+1. claim: with the entry and the job locked, each channel due now is decided on the job as it is then
+   (skipped, delayed, waiting its turn) or marked `sending` with a lease and committed, so a concurrent
+   delivery of the same entry skips it;
 2. send, outside any transaction;
 3. record: with the entry locked again, the results are saved with their JobEvents and the entry is
    marked done (or due again when a channel waits), in one transaction.
@@ -36,13 +41,16 @@ import structlog
 
 from domain.model import Actor, EventKind, JobEvent, RepairJob, format_ref
 from domain.notifications import (
+    ALREADY_TOLD,
     ChannelName,
     Facts,
     Template,
+    already_told,
     language_of,
     recipient,
     render,
     sms_send_time,
+    stale_reason,
 )
 from domain.stages import Role
 from integrations.notify.base import SendError
@@ -64,6 +72,14 @@ SYSTEM = Actor(0, "notifications", Role.MANAGER, None)  # reads any branch's job
 SEALED = "sealed"  # the payload key of a message's encrypted secrets
 MASK = "********"  # what the stored copy of a message shows for a secret
 TRACKING_PATH = "/track/"
+TURN_WAIT = timedelta(seconds=15)  # a message waiting for an earlier one of its job looks again after this
+_EVENT_KINDS = {
+    "sent": EventKind.NOTIFICATION_SENT,
+    "failed": EventKind.NOTIFICATION_FAILED,
+    "pending": EventKind.NOTIFICATION_RETRY,
+    "delayed": EventKind.NOTIFICATION_DELAYED,
+    "skipped": EventKind.NOTIFICATION_SKIPPED,
+}
 
 
 def seal(cipher: PasscodeCipher, secrets: Mapping[str, str]) -> str:
@@ -99,6 +115,12 @@ async def notify(
 
 
 @dataclass(frozen=True, slots=True)
+class _Skip:
+    why: str  # what the history says, in words per language: no_address, no_consent, no_channel, stale...
+    reason: str  # stored with the message
+
+
+@dataclass(frozen=True, slots=True)
 class _Claimed:
     job: RepairJob
     template: Template
@@ -128,6 +150,8 @@ async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed |
             log.error("notification_without_job", outbox_id=current.id)
             await uow.outbox.done(current.id, now)
             return None
+        notifications = NotificationRepository(uow.connection)
+        await notifications.lock_job(current.job_id)  # read the job as it is now, one claim of it at a time
         job = await uow.jobs.get(SYSTEM, format_ref(current.job_id))
         branch = await uow.branches.by_id(job.branch_id)
         assert branch is not None
@@ -143,17 +167,28 @@ async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed |
             data={**(current.payload.get("data") or {}), **{key: MASK for key in secrets}},
         )
         facts = replace(stored, data={**stored.data, **secrets})
-        notifications = NotificationRepository(uow.connection)
+        lines = await uow.lines.for_job(current.job_id) if template is Template.PARTS_DELAYED else []
+        stale = stale_reason(template, job, lines)
         records = await notifications.for_outbox(current.id)
         to_send: list[tuple[ChannelName, NotificationRecord]] = []
+        events: list[JobEvent] = []
         for channel in ChannelName:
             record = records.get(channel.value)
             if record is not None and (record.status in FINAL or record.scheduled_for > now):
                 continue  # settled, or not due yet (a retry later, quiet hours, another worker's lease)
-            record = _prepare(services, current, job, channel, template, stored, record, now)
-            if record.status == "sending":
-                to_send.append((channel, record))
+            record = _prepare(current, job, channel, template, stored, record, now)
+            skip = _skip(services, channel, record, stale) or await _told(notifications, current, channel, stored)
+            if skip is not None:
+                record.status, record.error = "skipped", skip.reason
+                events.append(_event(record, now, why=skip.why))
+            else:
+                await _schedule(notifications, current, channel, record, stored, now)
+                if record.status == "sending":
+                    to_send.append((channel, record))
+                elif record.status == "delayed":
+                    events.append(_event(record, now))
             await notifications.save(record)
+        await uow.jobs.add_events(current.job_id, events)
         if not to_send:
             await _settle(uow, current, await notifications.for_outbox(current.id), [], now)
             return None
@@ -181,7 +216,7 @@ async def _record(services: Services, entry_id: int, results: list[NotificationR
         notifications = NotificationRepository(uow.connection)
         for record in results:
             await notifications.save(record)
-        events = [_event(r, now) for r in results if r.status in ("sent", "failed")]
+        events = [_event(r, now) for r in results]  # each try ends sent, failed or pending (a retry)
         await _settle(uow, current, await notifications.for_outbox(current.id), events, now)
 
 
@@ -207,7 +242,6 @@ async def _settle(
 
 
 def _prepare(
-    services: Services,
     entry: OutboxEntry,
     job: RepairJob,
     channel: ChannelName,
@@ -216,7 +250,7 @@ def _prepare(
     record: NotificationRecord | None,
     now: datetime,
 ) -> NotificationRecord:
-    """What to do on one channel now, without sending: skipped, delayed (quiet hours) or sending."""
+    """The channel's record (new, or the one of an earlier try) with the message as it would go now."""
     language = language_of(job.customer)
     message = render(template, channel, language, facts)
     to = recipient(job.customer, channel)
@@ -235,21 +269,70 @@ def _prepare(
             created_at=now,
         )
     record.recipient, record.body, record.language = to or "", message.body, language
-    if to is None or services.channels.get(channel.value) is None:
-        record.status = "skipped"
-        if to is None:
-            record.error = "no email address" if channel is ChannelName.EMAIL else "no SMS consent"
-        else:
-            record.error = f"no {channel.value} channel configured"
-        return record
+    return record
+
+
+def _skip(services: Services, channel: ChannelName, record: NotificationRecord, stale: str | None) -> _Skip | None:
+    """Why this channel must not carry the message at all: no address or consent, not configured, or its
+    reason has passed."""
+    if not record.recipient:
+        if channel is ChannelName.EMAIL:
+            return _Skip("no_address", "no email address")
+        return _Skip("no_consent", "no SMS consent")
+    if services.channels.get(channel.value) is None:
+        return _Skip("no_channel", f"no {channel.value} channel configured")
+    return _Skip("stale", stale) if stale is not None else None
+
+
+async def _told(
+    notifications: NotificationRepository, entry: OutboxEntry, channel: ChannelName, facts: Facts
+) -> _Skip | None:
+    """A parts delay announcing a date this channel has told the customer already (a sweep's re-run, a
+    promise that slipped by an hour): sent once, whatever the number of entries asking for it."""
+    if entry.payload["template"] != Template.PARTS_DELAYED or entry.job_id is None:
+        return None
+    told = await notifications.told(entry.job_id, channel.value, Template.PARTS_DELAYED.value, besides=entry.id)
+    if not already_told(facts.data, told, facts.tz):
+        return None
+    return _Skip("already_told", f"{ALREADY_TOLD}: the new date was sent before")
+
+
+async def _schedule(
+    notifications: NotificationRepository,
+    entry: OutboxEntry,
+    channel: ChannelName,
+    record: NotificationRecord,
+    facts: Facts,
+    now: datetime,
+) -> None:
+    """A message to send: delayed (quiet hours), waiting for its turn, or `sending` now under a lease."""
     if channel is ChannelName.SMS:
         allowed = sms_send_time(now, facts.tz)
         if allowed > now:
             record.status, record.scheduled_for, record.error = "delayed", allowed, "quiet hours"
-            return record
+            return
+    turn = await _turn(notifications, entry, channel, now)
+    if turn is not None:
+        record.status, record.scheduled_for, record.error = "pending", turn, "after an earlier message"
+        return
     record.status, record.scheduled_for = "sending", now + LEASE
     record.attempts += 1
-    return record
+
+
+async def _turn(
+    notifications: NotificationRepository, entry: OutboxEntry, channel: ChannelName, now: datetime
+) -> datetime | None:
+    """When to look again while an earlier message of the job has still to settle on this channel (a backlog
+    released at 08:00, a retry): the customer reads them in the order they were asked for. None: go now.
+    An earlier entry no worker has tried yet does not hold this one back: it is moments old, and waiting on
+    it would make one entry's delivery depend on another's being handled at all."""
+    assert entry.job_id is not None
+    earlier = await notifications.unsettled_before(entry.job_id, channel.value, before=entry.id)
+    if not earlier:
+        return None
+    # One waiting for its own time goes no sooner; one being sent may settle any moment.
+    soonest = min(at if status in ("pending", "delayed") else now for status, at in earlier)
+    return max(soonest, now) + TURN_WAIT
 
 
 async def _send(
@@ -290,8 +373,8 @@ async def _send(
     return record
 
 
-def _event(record: NotificationRecord, now: datetime) -> JobEvent:
-    kind = EventKind.NOTIFICATION_SENT if record.status == "sent" else EventKind.NOTIFICATION_FAILED
+def _event(record: NotificationRecord, now: datetime, *, why: str | None = None) -> JobEvent:
+    """The history's line for one channel's outcome: never the message itself (it may carry a code)."""
     data: dict[str, Any] = {
         "channel": record.channel,
         "template": record.template,
@@ -301,6 +384,12 @@ def _event(record: NotificationRecord, now: datetime) -> JobEvent:
     }
     if record.status == "sent":
         data["provider_id"] = record.provider_id
-    else:
+    elif record.status in ("failed", "pending"):
         data["error"] = record.error
-    return JobEvent(kind, now, None, data=data)
+    if record.status == "pending":
+        data["next_try_at"] = record.scheduled_for.isoformat()
+    elif record.status == "delayed":
+        data["until"], data["reason"] = record.scheduled_for.isoformat(), record.error
+    elif record.status == "skipped":
+        data["reason"], data["why"] = record.error, why
+    return JobEvent(_EVENT_KINDS[record.status], now, None, data=data)

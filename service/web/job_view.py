@@ -218,6 +218,14 @@ def _words_of(event: JobEvent, data: Mapping[str, Any], language: str, tz: ZoneI
         values["promised"] = when(_parse(data.get("promised_at")), tz)
     elif kind is EventKind.PART_BACKORDERED and not data.get("backordered"):
         return "ev_part_back_in", values
+    elif kind is EventKind.NOTIFICATION_DELAYED:
+        values["until"] = when(_parse(data.get("until")), tz)
+    elif kind is EventKind.NOTIFICATION_RETRY:
+        values["next"] = when(_parse(data.get("next_try_at")), tz)
+    elif kind is EventKind.NOTIFICATION_SKIPPED:
+        why = f"ev_why_{data.get('why')}"
+        words = translator(language)(why)
+        values["why"] = words if words != why else data.get("reason") or "—"  # a reason without words yet
     return f"ev_{kind.value}", values
 
 

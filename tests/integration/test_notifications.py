@@ -5,6 +5,8 @@ HTTP), and the job's history shows what became of it."""
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -17,16 +19,19 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from domain.notifications import Template
 from service.persistence.tables import notification_t, outbox_t
 from service.secrets import PasscodeCipher
 from service.services import Services, build_services
 from service.settings import Settings
 from service.usecases import outbox
-from service.usecases.notifications import MAX_ATTEMPTS, backoff
-from tests.api.helpers import create_job, estimate, events, move
-from tests.api.parts_helpers import SKU, add_lines, add_part
+from service.usecases.notifications import MAX_ATTEMPTS, TRACKING_PATH, TURN_WAIT, backoff, notify
+from service.usecases.reminders import remind_uncollected
+from tests.api.helpers import advance_to, approve, collect, create_job, estimate, events, move
+from tests.api.parts_helpers import ORDERS, SKU, add_lines, add_part, add_supplier, new_tenant, ordered, pin_stock
 from tests.conftest import PASSCODE_KEY, Api, FakeClock
 from tests.sandbox_fixture import SandboxServer, free_port
+from tests.security.support import signed_in
 
 TECH = "tech.valence"
 
@@ -113,6 +118,14 @@ async def notifications(services: Services, job_id: int) -> dict[str, dict[str, 
     async with services.db.transaction(write=False) as uow:
         query = select(notification_t).where(notification_t.c.job_id == job_id)
         return {row["channel"]: dict(row) for row in (await uow.connection.execute(query)).mappings()}
+
+
+async def notifications_of(services: Services, job_id: int, channel: str) -> list[dict[str, Any]]:
+    """The job's messages on one channel, in the order they were asked for."""
+    async with services.db.transaction(write=False) as uow:
+        query = select(notification_t).where(notification_t.c.job_id == job_id, notification_t.c.channel == channel)
+        rows = await uow.connection.execute(query.order_by(notification_t.c.outbox_id))
+        return [dict(row) for row in rows.mappings()]
 
 
 async def intake(api: Api, **customer: Any) -> dict[str, Any]:
@@ -393,3 +406,179 @@ async def test_unconfigured_channels_are_skipped(settings: Settings, api: Api, c
 
 def test_backoff_grows() -> None:
     assert [backoff(n) for n in range(1, 5)] == [timedelta(minutes=m) for m in (2, 4, 8, 16)]
+
+
+# --- judged again when it may go: stale messages, one parts delay per date, the order asked ------------
+
+NIGHT = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)  # 22:30 in Valence
+EIGHT = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)  # 08:00 the next morning
+
+
+async def ask(services: Services, job: dict[str, Any], template: Template, clock: FakeClock, **data: Any) -> None:
+    """A message asked for the way a worker does (the escalation sweep's parts delay)."""
+    async with services.db.transaction() as uow:
+        await notify(uow, job_id(job), template, data, now=clock.now)
+
+
+async def awaiting_an_ordered_part(api: Api, sandbox: SandboxServer, **customer: Any) -> tuple[dict[str, Any], int]:
+    """A job whose screen is ordered from a supplier (a sandbox tenant); returns it and the order's id."""
+    await add_part(api)
+    tenant = new_tenant()
+    pin_stock(sandbox, tenant, SKU, 50)
+    supplier = await add_supplier(api, sandbox, tenant)
+    job = await intake(api, **customer)
+    response = await add_lines(api, job["ref"], {"sku": SKU, "quantity": 1})
+    assert response.status_code == 201, response.text
+    placed = await ordered(api, job["ref"], response.json()["lines"][0]["id"], supplier["id"])
+    return job, int(placed["id"])
+
+
+def of_kind(history: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in history if e["kind"] == kind]
+
+
+async def test_a_parts_delay_waiting_for_eight_is_not_sent_once_the_part_is_in(
+    api: Api, services: Services, sandbox: SandboxServer, sandbox_tenant: str, clock: FakeClock
+) -> None:
+    clock.now = NIGHT
+    job, order_id = await awaiting_an_ordered_part(api, sandbox, sms_consent=True)
+    await ask(services, job, Template.PARTS_DELAYED, clock, new_date="2026-12-14T09:00:00+00:00")
+    await deliver(services, job, clock)
+    assert {n["status"] for n in (await notifications_of(services, job_id(job), "sms"))} == {"delayed"}
+
+    clock.now = NIGHT + timedelta(hours=1)  # the part comes in before the shop opens
+    receipt = await api.client.post(f"{ORDERS}/{order_id}/receipts", headers=await api.login(TECH))
+    assert receipt.status_code == 201, receipt.text
+
+    clock.now = EIGHT
+    await deliver(services, job, clock)
+    [sms] = texts(sandbox, sandbox_tenant)
+    assert "Nous avons bien reçu votre" in sms["body"]  # the job received still goes; the delay does not
+    received, delay = await notifications_of(services, job_id(job), "sms")
+    assert (received["status"], received["sent_at"]) == ("sent", EIGHT)
+    assert (delay["status"], delay["error"]) == ("skipped", "no longer relevant: the parts have arrived")
+    assert delay["attempts"] == 0
+
+
+async def test_an_estimate_answered_in_the_night_is_not_sent_at_eight(
+    api: Api, services: Services, sandbox: SandboxServer, sandbox_tenant: str, clock: FakeClock
+) -> None:
+    clock.now = NIGHT
+    job = await intake(api, sms_consent=True)
+    job = await move(api, TECH, job, "diagnosing")
+    job = await move(api, TECH, await estimate(api, TECH, job, 8900), "awaiting_approval")
+    await deliver(services, job, clock)
+    await approve(api, "desk.valence", job)  # the customer called back before the texts may go
+
+    clock.now = EIGHT
+    await deliver(services, job, clock)
+    assert len(texts(sandbox, sandbox_tenant)) == 1  # the job received only
+    _, answered = await notifications_of(services, job_id(job), "sms")
+    assert (answered["template"], answered["status"]) == ("estimate_ready", "skipped")
+    assert answered["error"] == "no longer relevant: the estimate is no longer awaiting an answer"
+
+
+async def test_pickup_messages_for_a_device_collected_in_the_meantime_are_not_sent(
+    api: Api, services: Services, sandbox: SandboxServer, sandbox_tenant: str, clock: FakeClock
+) -> None:
+    job = await advance_to(api, await intake(api, sms_consent=True), "ready_for_pickup")
+    clock.now = NIGHT + timedelta(days=3)
+    assert await remind_uncollected(services, now=clock.now) == 1
+    [*_, reminder] = await entries(services, job_id(job))
+    await outbox.handle(services, reminder["id"], now=clock.now)  # the reminder waits for 08:00
+    await collect(api, "desk.valence", job)  # collected late in the evening
+
+    clock.now = EIGHT + timedelta(days=3)
+    await deliver(services, job, clock)
+    assert len(texts(sandbox, sandbox_tenant)) == 1  # the job received only
+    state = {n["template"]: (n["status"], n["error"]) for n in await notifications_of(services, job_id(job), "sms")}
+    collected = ("skipped", "no longer relevant: the device was collected")
+    assert state["ready_for_pickup"] == collected and state["uncollected_reminder"] == collected
+    assert state["estimate_ready"][0] == "skipped"  # approved at once: nothing to ask the customer any more
+
+
+async def test_a_parts_delay_announcing_a_date_already_told_is_not_sent_again(
+    api: Api,
+    services: Services,
+    mailbox: tuple[Mailbox, int],
+    sandbox: SandboxServer,
+    sandbox_tenant: str,
+    clock: FakeClock,
+) -> None:
+    await add_part(api)
+    job = await intake(api, email="told@example.org", sms_consent=True, language="en")
+    assert (await add_lines(api, job["ref"], {"sku": SKU, "quantity": 1})).status_code == 201
+    await ask(services, job, Template.PARTS_DELAYED, clock, new_date="2026-12-14T09:00:00+00:00")
+    await deliver(services, job, clock)
+    # The sweep climbs again for a promise one hour later: the same Monday 14 December for the customer.
+    await ask(services, job, Template.PARTS_DELAYED, clock, new_date="2026-12-14T10:00:00+00:00")
+    await deliver(services, job, clock)
+    await ask(services, job, Template.PARTS_DELAYED, clock, new_date="2026-12-15T09:00:00+00:00")
+    await deliver(services, job, clock)
+
+    said = [m["body"] for m in texts(sandbox, sandbox_tenant) if "new expected date" in m["body"]]
+    assert [s.split("The new expected date is ")[1] for s in said] == ["Monday 14 December.", "Tuesday 15 December."]
+    assert len([m for m in mailbox[0].to("told@example.org") if "new expected date" in m.get_content()]) == 2
+    for channel in ("email", "sms"):
+        delays = [n for n in await notifications_of(services, job_id(job), channel) if n["template"] == "parts_delayed"]
+        assert [n["status"] for n in delays] == ["sent", "skipped", "sent"]
+        assert delays[1]["error"] == "already told: the new date was sent before"
+    history = of_kind(await events(api, TECH, job["ref"]), "notification_skipped")
+    assert sorted(e["channel"] for e in history if e["why"] == "already_told") == ["email", "sms"]
+
+
+async def test_texts_held_for_the_night_go_in_the_order_they_were_asked(
+    api: Api, services: Services, sandbox: SandboxServer, sandbox_tenant: str, clock: FakeClock
+) -> None:
+    clock.now = NIGHT
+    job = await intake(api, sms_consent=True, language="en")
+    job = await move(api, TECH, job, "diagnosing")
+    job = await move(api, TECH, await estimate(api, TECH, job, 8900), "awaiting_approval")
+    await deliver(services, job, clock)
+    received, ready = await entries(services, job_id(job))
+
+    clock.now = EIGHT
+    await outbox.handle(services, ready["id"], now=clock.now)  # a worker takes the later one first
+    assert texts(sandbox, sandbox_tenant) == []
+    [_, waiting] = await notifications_of(services, job_id(job), "sms")
+    assert (waiting["status"], waiting["scheduled_for"]) == ("pending", EIGHT + TURN_WAIT)
+    await outbox.handle(services, received["id"], now=clock.now)
+    clock.now = EIGHT + TURN_WAIT
+    await deliver(services, job, clock)
+
+    bodies = [m["body"] for m in texts(sandbox, sandbox_tenant)]
+    assert len(bodies) == 2 and "We have received" in bodies[0] and "estimate" in bodies[1]
+    assert [n["attempts"] for n in await notifications_of(services, job_id(job), "sms")] == [1, 1]
+
+
+async def test_delayed_skipped_and_retried_messages_are_in_the_history_and_on_the_job_page(
+    api: Api, services: Services, clock: FakeClock
+) -> None:
+    clock.now = NIGHT
+    job = await intake(api, email="busy@example.org", sms_consent=True)  # the mail server says "try later"
+    [entry] = await deliver(services, job, clock)
+    no_consent = await intake(api, email="plain@example.org", phone="06 98 76 54 32")
+    await deliver(services, no_consent, clock)
+
+    history = await events(api, TECH, job["ref"])
+    [delayed] = of_kind(history, "notification_delayed")
+    assert (delayed["channel"], delayed["until"], delayed["reason"]) == ("sms", EIGHT.isoformat(), "quiet hours")
+    [retry] = of_kind(history, "notification_retry")
+    assert (retry["channel"], retry["attempts"]) == ("email", 1) and "451" in retry["error"]
+    assert retry["next_try_at"] == entry["available_at"].isoformat() == (clock.now + backoff(1)).isoformat()
+    for data in (delayed, retry):  # what the sent/failed lines carry, never the message
+        assert set(data) >= {"channel", "template", "language", "recipient", "attempts"} and "body" not in data
+        assert TRACKING_PATH not in json.dumps(data)
+
+    [skipped] = of_kind(await events(api, TECH, no_consent["ref"]), "notification_skipped")
+    assert (skipped["channel"], skipped["why"], skipped["reason"]) == ("sms", "no_consent", "no SMS consent")
+
+    desk = await signed_in(api, "desk.valence")
+    page = await desk.get(f"/app/jobs/{job['ref']}")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    assert "Message (sms) différé au 24/11 08:00 (pas de SMS la nuit)" in text
+    assert "Échec de l'envoi (email, essai 1), nouvel essai le 23/11 22:32" in text
+    page = await desk.get(f"/app/jobs/{no_consent['ref']}")
+    assert page.status_code == 200
+    assert "Message (sms) non envoyé : pas d'accord pour les SMS" in html.unescape(page.text)
