@@ -6,11 +6,15 @@ thousands of 15 s timeouts, none refused). Beyond the bound a request is answere
 `Retry-After`, so the requests admitted stay fast and a desk's client knows to try again in a second;
 nothing was done.
 
+Past a bound of requests in flight, or while the event loop runs late (a process short of CPU), a
+request is refused the same way (`AdmissionGate`).
+
 Health checks and metrics are never shed: an orchestrator must still see a busy process alive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,16 +27,31 @@ _DETAIL = "the server is at capacity; nothing was done, try again in a second"
 
 
 class AdmissionGate:
-    """The count of requests this process is working on, and its bound (one per process: each process
-    has its own database pool)."""
+    """The count of requests this process is working on and its bound (one per process: each process has
+    its own database pool), and how late its event loop runs.
 
-    def __init__(self, limit: int) -> None:
+    The count alone misses one overload: a process short of CPU queues requests *before* they reach the
+    app (the server's buffers, the loop's ready queue), with few of them in flight. Its sign is the event
+    loop running late, sustained: then everything is shed until it catches up, as a refusal costs a
+    fraction of the work of an answer. One late sample (a long garbage collection, a blocking call) is
+    not overload; two in a row are."""
+
+    SAMPLE_SECONDS = 0.1
+    SUSTAINED = 2  # consecutive late samples
+
+    def __init__(self, limit: int, max_lag_seconds: float) -> None:
         self.limit = limit
+        self.max_lag = max_lag_seconds
         self.in_flight = 0
         self.shed = 0
+        self.late_samples = 0
+
+    @property
+    def overloaded(self) -> bool:
+        return self.in_flight >= self.limit or self.late_samples >= self.SUSTAINED
 
     def admit(self) -> bool:
-        if self.in_flight >= self.limit:
+        if self.overloaded:
             self.shed += 1
             return False
         self.in_flight += 1
@@ -40,6 +59,17 @@ class AdmissionGate:
 
     def leave(self) -> None:
         self.in_flight -= 1
+
+    def sample(self, lag: float) -> None:
+        self.late_samples = self.late_samples + 1 if lag > self.max_lag else 0
+
+    async def watch_loop(self) -> None:
+        """Measure the loop's lateness for as long as the process serves (a task of the app's lifespan)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.SAMPLE_SECONDS)
+            self.sample(loop.time() - start - self.SAMPLE_SECONDS)
 
 
 def admission_middleware(gate: AdmissionGate) -> type:

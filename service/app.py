@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
     configure_logging(settings)
     jwt_secret, cipher = required_secrets(settings)
     jwt_auth = build_jwt_auth(jwt_secret, settings.token_ttl_seconds)
+    gate = AdmissionGate(settings.max_requests_in_flight, settings.max_event_loop_lag_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         app.state.limits = rate_limits(settings, services.limiter)
         async with background_work(services) as redis:
             app.state.redis = redis
+            watching = asyncio.create_task(gate.watch_loop())
             # Everything loaded so far lives as long as the process: keep it out of the collector's scans,
             # and collect young objects less often. Full collections over a big heap were the p99 tail.
             gc.collect()
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
             try:
                 yield
             finally:
+                watching.cancel()
                 await services.aclose()
 
     def provide_db(state: State) -> Database:
@@ -148,7 +152,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> L
         # Shedding sits inside the metrics (its 503s are counted per route) and before the session is read.
         middleware=[
             request_metrics().middleware,
-            DefineMiddleware(admission_middleware(AdmissionGate(settings.max_requests_in_flight))),
+            DefineMiddleware(admission_middleware(gate)),
             session_config(settings).middleware,
         ],
         csrf_config=csrf_config(settings),

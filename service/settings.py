@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Requests one server process works on at once; beyond it, 503 + Retry-After at once (`service.admission`).
     # Five times the pool keeps an admitted request's wait for a connection short at any load.
     max_requests_in_flight: int = Field(100, ge=1, le=100_000)
+    # ...and while its event loop runs this late (sustained), it sheds everything until it catches up.
+    max_event_loop_lag_seconds: float = Field(1.0, gt=0, le=60)
     redis_url: str | None = None
     # The longest a worker waits between attempts to reach a lost Redis (it retries forever).
     redis_reconnect_max_seconds: float = Field(10.0, gt=0, le=300)

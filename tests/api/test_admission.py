@@ -4,6 +4,7 @@ takes requests again as soon as the ones it holds are done."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 
+from service.admission import AdmissionGate
 from service.settings import Settings
 from service.uow import Database, UnitOfWork
 from tests.conftest import Api
@@ -105,3 +107,28 @@ async def test_a_refused_intake_writes_nothing_and_a_page_is_told_to_reload(
     await asyncio.gather(*busy)
     listed = await live_api.client.get("/api/v1/jobs", headers=headers, params={"q": "Lovelace"})
     assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+def test_only_a_sustained_late_event_loop_sheds() -> None:
+    gate = AdmissionGate(limit=10, max_lag_seconds=1.0)
+    gate.sample(3.0)  # one long pause (a blocking call, a full collection): not overload
+    assert gate.admit()
+    gate.sample(1.5)  # late again: sustained, everything is refused
+    assert not gate.admit() and gate.shed == 1
+    gate.sample(0.01)  # caught up
+    assert gate.admit() and gate.in_flight == 2
+
+
+async def test_a_starved_event_loop_is_measured_and_sheds() -> None:
+    gate = AdmissionGate(limit=10, max_lag_seconds=0.05)
+    watching = asyncio.create_task(gate.watch_loop())
+    try:
+        await asyncio.sleep(0)
+        for _ in range(3):  # the loop is kept from running for 0.2 s at a time, three times in a row
+            time.sleep(0.2)  # noqa: ASYNC251 (starving the loop is the point)
+            await asyncio.sleep(0.01)
+        assert gate.overloaded and not gate.admit()
+        await asyncio.sleep(0.35)  # left alone, it catches up
+        assert not gate.overloaded and gate.admit()
+    finally:
+        watching.cancel()
