@@ -10,7 +10,8 @@ every channel the customer agreed to, one `NotificationRow` per channel recordin
 - `pending`: a retryable failure, tried again after a growing delay (2, 4, 8, 16 minutes...), or a
   message waiting for an earlier one of its job to settle on that channel: they go out in the order asked;
 - `sent` / `failed`: final.
-Every outcome but waiting for its turn is also a JobEvent, so the job's history shows delivery.
+Every outcome but waiting for its turn (and a channel the shop has not set up) is also a JobEvent, so the
+job's history shows delivery.
 
 No transaction is open while a channel is called (an SMTP server may take seconds, and on SQLite a
 write transaction would stop the whole shop meanwhile). Instead the handler works in three steps:
@@ -72,6 +73,7 @@ SYSTEM = Actor(0, "notifications", Role.MANAGER, None)  # reads any branch's job
 SEALED = "sealed"  # the payload key of a message's encrypted secrets
 MASK = "********"  # what the stored copy of a message shows for a secret
 TRACKING_PATH = "/track/"
+NO_CHANNEL = "no_channel"  # a skip's `why` when the shop has not set the channel up
 TURN_WAIT = timedelta(seconds=15)  # a message waiting for an earlier one of its job looks again after this
 _EVENT_KINDS = {
     "sent": EventKind.NOTIFICATION_SENT,
@@ -180,7 +182,8 @@ async def _claim(services: Services, entry_id: int, now: datetime) -> _Claimed |
             skip = _skip(services, channel, record, stale) or await _told(notifications, current, channel, stored)
             if skip is not None:
                 record.status, record.error = "skipped", skip.reason
-                events.append(_event(record, now, why=skip.why))
+                if skip.why != NO_CHANNEL:  # a channel the shop does not use is no news about this message
+                    events.append(_event(record, now, why=skip.why))
             else:
                 await _schedule(notifications, current, channel, record, stored, now)
                 if record.status == "sending":
@@ -280,7 +283,7 @@ def _skip(services: Services, channel: ChannelName, record: NotificationRecord, 
             return _Skip("no_address", "no email address")
         return _Skip("no_consent", "no SMS consent")
     if services.channels.get(channel.value) is None:
-        return _Skip("no_channel", f"no {channel.value} channel configured")
+        return _Skip(NO_CHANNEL, f"no {channel.value} channel configured")
     return _Skip("stale", stale) if stale is not None else None
 
 
