@@ -186,6 +186,14 @@ class EstimateLine:
         }
 
 
+def needs_answer(*, estimate_total_cents: int | None, budget_cents: int | None, answered: bool) -> bool:
+    """Whether the repair waits for the customer's answer: an estimate not answered yet that no pre-approved
+    budget covers. One rule for the job itself and for the bench queue, which reads stored columns."""
+    if answered or estimate_total_cents is None:
+        return False
+    return budget_cents is None or estimate_total_cents > budget_cents
+
+
 @dataclass(frozen=True, slots=True)
 class Approval:
     approved: bool
@@ -405,7 +413,11 @@ class RepairJob:
     def estimate_needs_customer(self) -> bool:
         """The customer must be asked about the estimate: an answer is expected and no pre-approved budget
         covers it (a job whose parts were ordered early included)."""
-        return self.awaits_answer and bool(self.estimate) and not self.within_budget
+        total = self.estimate_total_cents if self.estimate else None
+        answered = self.approval is not None
+        return self.awaits_answer and needs_answer(
+            estimate_total_cents=total, budget_cents=self.preapproved_budget_cents, answered=answered
+        )
 
     def _answer(self, approved: bool, by: str, source: ApprovalSource, now: datetime, note: str | None) -> None:
         if not self.awaits_answer:

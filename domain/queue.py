@@ -60,14 +60,6 @@ class BenchJob:
         return not (self.waiting_for_parts or self.waiting_for_customer)
 
 
-def needs_answer(*, estimate_total_cents: int | None, budget_cents: int | None, answered: bool) -> bool:
-    """Whether the repair waits for the customer's answer: an estimate not answered yet that no pre-approved
-    budget covers (the same rule as `RepairJob`'s move to repairing)."""
-    if answered or estimate_total_cents is None:
-        return False
-    return budget_cents is None or estimate_total_cents > budget_cents
-
-
 def queue_key(job: BenchJob) -> tuple[bool, bool, datetime, tuple[int, datetime], int]:
     """Workable before waiting for parts or the customer, then express first, then the earliest promise, then parts
     readiness (all in, then expected soonest, then no date yet), then the oldest job."""

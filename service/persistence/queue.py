@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.model import FaultCategory, Tier
-from domain.queue import BenchJob, needs_answer
+from domain.model import FaultCategory, Tier, needs_answer
+from domain.queue import BenchJob
 from domain.stages import Stage
 from service.persistence.parts import LineRepository
 from service.persistence.tables import job_t, user_t

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from domain.calendar import BusinessCalendar, OpeningHours
-from domain.model import Tier
+from domain.model import Tier, needs_answer
 from domain.parts import PartLine, PartStatus
-from domain.queue import BENCH_WORK, BenchJob, at_risk, in_queue_order, needs_answer
+from domain.queue import BENCH_WORK, BenchJob, at_risk, in_queue_order
 from domain.sla import SlaPolicy
 from domain.stages import Stage
 
